@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test` (each sets up .venv first).
+# pip, not uv: uv does not see this machine's local torch wheels (DESIGN 6.2).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= all,dev
+DEMO_DIR ?= demo
+STAMP := $(VENV)/.mirada-installed
+
+.PHONY: demo test lint bench setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR)
+	$(BIN)/mirada sample $(DEMO_DIR)/sample
+	$(BIN)/mirada collect $(DEMO_DIR)/sample --workspace $(DEMO_DIR)/workspace --config configs/collect.yaml
+	$(BIN)/mirada status --workspace $(DEMO_DIR)/workspace
+	$(BIN)/mirada export --workspace $(DEMO_DIR)/workspace
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python tests/benchmarks/bench_collect.py
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -1,0 +1,94 @@
+"""``mirada status``: what a workspace holds, as tables for people or JSON for scripts.
+
+mirada status --workspace ws
+mirada status --workspace ws --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from data_tools.stage_args import add_common_args, run_stage
+from data_tools.workspace import Workspace
+
+
+def workspace_summary(workspace: Workspace) -> dict[str, Any]:
+    """Counts a user asks about first: images by country/language/category/licence, rejections, duplicates."""
+    images = workspace.count_images_by("status", status=None)
+    return {
+        "workspace": str(workspace.root),
+        "images": images.get("ok", 0),
+        "near_duplicates": images.get("near_duplicate", 0),
+        "by_country": workspace.count_images_by("country"),
+        "by_language": workspace.count_images_by("language"),
+        "by_category": workspace.count_images_by("category"),
+        "by_license": workspace.count_images_by("license"),
+        "publishable": workspace.count_images_by("publishable").get("1", 0),
+        "inputs_by_outcome": workspace.count_inputs_by("outcome"),
+        "rejected_by_reason": {
+            reason: count
+            for reason, count in workspace.count_inputs_by("reason").items()
+            if reason != "exact_duplicate"
+        },
+        "runs": [
+            {key: run[key] for key in ("id", "stage", "status", "started_at", "finished_at")}
+            for run in workspace.runs()
+        ],
+    }
+
+
+def print_status(summary: dict[str, Any]) -> None:
+    from rich.columns import Columns
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"[bold]{summary['workspace']}[/bold]: {summary['images']} images "
+        f"({summary['publishable']} publishable), {summary['near_duplicates']} near-duplicates set aside"
+    )
+    tables = []
+    for key, title in (
+        ("by_country", "country"),
+        ("by_language", "language"),
+        ("by_category", "category"),
+        ("by_license", "licence"),
+        ("rejected_by_reason", "rejected inputs"),
+    ):
+        table = Table(title=title)
+        table.add_column(title)
+        table.add_column("n", justify="right")
+        for name, count in summary[key].items():
+            table.add_row(name, str(count))
+        tables.append(table)
+    console.print(Columns(tables))
+    runs = Table(title="runs")
+    for column in ("id", "stage", "status", "started_at", "finished_at"):
+        runs.add_column(column)
+    for run in summary["runs"][-10:]:
+        runs.add_row(*(str(run[c] or "") for c in ("id", "stage", "status", "started_at", "finished_at")))
+    console.print(runs)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.status") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Show what a Mirada workspace holds.")
+    add_common_args(parser)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    def body(args: argparse.Namespace) -> int:
+        with Workspace.open(args.workspace, create=False) as workspace:
+            summary = workspace_summary(workspace)
+        if args.json:
+            print(json.dumps(summary, indent=2, ensure_ascii=False))
+        else:
+            print_status(summary)
+        return 0
+
+    return run_stage(body, parser, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""Append-only, named schema migrations for the workspace database.
+
+Why append-only: a workspace holds paid API results and human reviews, so it must open with any
+later Mirada. Each migration is a named function recorded in ``_migrations`` once applied; a new
+schema change is a new function appended to ``MIGRATIONS``, never an edit of an old one (the
+approach of simonw/llm's ``migrations.py``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def m001_initial(db: sqlite3.Connection) -> None:
+    """Runs, collected images, their provenance and every input seen (accepted or rejected)."""
+    _execute_all(
+        db,
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            stage TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL DEFAULT 'running',
+            config_json TEXT NOT NULL,
+            summary_json TEXT
+        );
+        CREATE TABLE images (
+            id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            file_name TEXT NOT NULL,
+            format TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            phash TEXT NOT NULL,
+            country TEXT,
+            language TEXT,
+            region TEXT,
+            category TEXT,
+            cultural_context TEXT,
+            reference_captions_json TEXT NOT NULL DEFAULT '[]',
+            license TEXT,
+            author TEXT,
+            source TEXT NOT NULL,
+            source_id TEXT,
+            source_url TEXT,
+            publishable INTEGER NOT NULL,
+            flags_json TEXT NOT NULL DEFAULT '[]',
+            status TEXT NOT NULL DEFAULT 'ok',
+            cluster_id TEXT,
+            dup_of TEXT REFERENCES images(id),
+            run_id INTEGER REFERENCES runs(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX images_seq ON images(seq);
+        CREATE INDEX images_status ON images(status);
+        CREATE TABLE image_sources (
+            image_id TEXT NOT NULL REFERENCES images(id),
+            input_key TEXT NOT NULL,
+            source TEXT NOT NULL,
+            source_id TEXT,
+            source_url TEXT,
+            run_id INTEGER REFERENCES runs(id),
+            PRIMARY KEY (image_id, input_key)
+        );
+        CREATE TABLE inputs (
+            input_key TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            image_id TEXT,
+            reason TEXT,
+            detail TEXT,
+            run_id INTEGER REFERENCES runs(id),
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX inputs_outcome ON inputs(outcome);
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_initial]
+
+
+def _execute_all(db: sqlite3.Connection, script: str) -> None:
+    # Not executescript(): it COMMITs first, which would split a migration across transactions.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def apply_migrations(db: sqlite3.Connection, migrations: list[Migration] | None = None) -> list[str]:
+    """Apply every migration not yet recorded, each in its own transaction; return the names applied.
+
+    ``db`` must be in autocommit mode (``isolation_level=None``) so that transactions are explicit.
+    """
+    migrations = MIGRATIONS if migrations is None else migrations
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    applied = []
+    for migration in migrations:
+        name = migration.__name__
+        if name in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")  # a migration is applied whole or not at all
+        try:
+            migration(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (name, datetime.now(UTC).isoformat()),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        applied.append(name)
+    return applied

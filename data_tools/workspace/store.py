@@ -1,0 +1,341 @@
+"""The workspace: ``mirada.db`` (SQLite, WAL), content-addressed ``images/`` and ``exports/``.
+
+All SQL in Mirada lives in this package; stages call methods. Writes that record work are
+committed before the method returns (autocommit connection, explicit short transactions), so a
+process killed at any point leaves a consistent database and a rerun resumes from it. The trade-off
+is one fsync-ish commit per recorded item, which WAL mode with ``synchronous=NORMAL`` makes cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from data_tools.records import ImageMetadata
+from data_tools.workspace.migrations import apply_migrations
+
+DB_NAME = "mirada.db"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One collected image as stored in the workspace."""
+
+    id: str
+    seq: int
+    file_name: str
+    format: str
+    width: int
+    height: int
+    phash: str
+    country: str | None
+    language: str | None
+    region: str | None
+    category: str | None
+    cultural_context: str | None
+    reference_captions: list[str]
+    license: str | None
+    author: str | None
+    source: str
+    source_id: str | None
+    source_url: str | None
+    publishable: bool
+    flags: list[str]
+    status: str
+    cluster_id: str | None
+    dup_of: str | None
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> ImageRow:
+        data = dict(row)
+        data["reference_captions"] = json.loads(data.pop("reference_captions_json"))
+        data["flags"] = json.loads(data.pop("flags_json"))
+        data["publishable"] = bool(data["publishable"])
+        for key in ("run_id", "created_at"):
+            data.pop(key, None)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """What collect decided about one input (a file, a dataset row, a URL)."""
+
+    input_key: str
+    fingerprint: str
+    outcome: str  # accepted | duplicate | rejected
+    image_id: str | None
+    reason: str | None
+    detail: str | None
+
+
+class WorkspaceError(RuntimeError):
+    """The workspace cannot be opened or is not a Mirada workspace."""
+
+
+class Workspace:
+    """A Mirada project directory. Open with ``Workspace.open(path)``; close or use as a context manager."""
+
+    def __init__(self, root: Path, db: sqlite3.Connection) -> None:
+        self.root = root
+        self._db = db
+        self._lock = threading.RLock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], *, create: bool = True) -> Workspace:
+        """Open (and with ``create`` make) the workspace at ``root``, applying pending migrations."""
+        root = Path(root)
+        if not (root / DB_NAME).exists():
+            if not create:
+                raise WorkspaceError(
+                    f"{root} is not a Mirada workspace (no {DB_NAME}); run `mirada collect` first"
+                )
+            if root.exists() and not root.is_dir():
+                raise WorkspaceError(f"{root} exists and is not a directory")
+        for sub in ("", "images", "exports"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit; transactions are explicit (see transaction()).
+        db = sqlite3.connect(root / DB_NAME, isolation_level=None, check_same_thread=False, timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        apply_migrations(db)
+        return cls(root, db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write; committed when the block exits normally."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def applied_migrations(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT name FROM _migrations ORDER BY rowid")]
+
+    # -- runs ------------------------------------------------------------------------------------
+    def start_run(self, stage: str, config: dict[str, Any]) -> int:
+        """Record a stage run with its resolved configuration (secrets must already be removed)."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (stage, started_at, config_json) VALUES (?, ?, ?)",
+                (stage, _now(), json.dumps(config, sort_keys=True, default=str)),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, summary_json = ? WHERE id = ?",
+                (_now(), status, json.dumps(summary, sort_keys=True, default=str), run_id),
+            )
+
+    def runs(self, stage: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM runs" + (" WHERE stage = ?" if stage else "") + " ORDER BY id"
+        rows = self._query(sql, (stage,) if stage else ())
+        result = []
+        for row in rows:
+            item = dict(row)
+            item["config"] = json.loads(item.pop("config_json"))
+            item["summary"] = json.loads(item.pop("summary_json") or "null")
+            result.append(item)
+        return result
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def get_input(self, input_key: str) -> InputRow | None:
+        rows = self._query(
+            "SELECT input_key, fingerprint, outcome, image_id, reason, detail FROM inputs WHERE input_key = ?",
+            (input_key,),
+        )
+        return InputRow(**dict(rows[0])) if rows else None
+
+    def record_rejection(
+        self, input_key: str, fingerprint: str, reason: str, detail: str, run_id: int
+    ) -> None:
+        with self.transaction() as db:
+            self._upsert_input(db, input_key, fingerprint, "rejected", None, reason, detail, run_id)
+
+    @staticmethod
+    def _upsert_input(
+        db: sqlite3.Connection,
+        input_key: str,
+        fingerprint: str,
+        outcome: str,
+        image_id: str | None,
+        reason: str | None,
+        detail: str | None,
+        run_id: int,
+    ) -> None:
+        db.execute(
+            """INSERT INTO inputs (input_key, fingerprint, outcome, image_id, reason, detail, run_id, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(input_key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                 outcome = excluded.outcome, image_id = excluded.image_id, reason = excluded.reason,
+                 detail = excluded.detail, run_id = excluded.run_id, updated_at = excluded.updated_at""",
+            (input_key, fingerprint, outcome, image_id, reason, detail, run_id, _now()),
+        )
+
+    def rejections(self) -> list[InputRow]:
+        rows = self._query(
+            "SELECT input_key, fingerprint, outcome, image_id, reason, detail FROM inputs "
+            "WHERE outcome = 'rejected' ORDER BY input_key"
+        )
+        return [InputRow(**dict(row)) for row in rows]
+
+    def count_inputs_by(self, column: str) -> dict[str, int]:
+        if column not in {"outcome", "reason"}:
+            raise ValueError(f"cannot group inputs by {column!r}")
+        rows = self._query(f"SELECT {column}, COUNT(*) FROM inputs GROUP BY {column} ORDER BY 2 DESC")
+        return {str(row[0]): int(row[1]) for row in rows if row[0] is not None}
+
+    # -- images ----------------------------------------------------------------------------------
+    def add_image(
+        self,
+        *,
+        image_id: str,
+        file_name: str,
+        fmt: str,
+        width: int,
+        height: int,
+        phash: str,
+        meta: ImageMetadata,
+        source: str,
+        input_key: str,
+        fingerprint: str,
+        run_id: int,
+    ) -> bool:
+        """Store a new image, or note another provenance of an exact duplicate.
+
+        Returns True if the image is new. Both the image row and the input's outcome are committed
+        in one transaction, so a crash never leaves an input marked done without its image.
+        """
+        with self.transaction() as db:
+            exists = db.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is not None
+            if not exists:
+                seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM images").fetchone()[0]
+                db.execute(
+                    """INSERT INTO images (id, seq, file_name, format, width, height, phash, country, language,
+                         region, category, cultural_context, reference_captions_json, license, author, source,
+                         source_id, source_url, publishable, flags_json, status, run_id, created_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?)""",
+                    (
+                        image_id, seq, file_name, fmt, width, height, phash, meta.country, meta.language,
+                        meta.region, meta.category, meta.cultural_context,
+                        json.dumps(meta.reference_captions, ensure_ascii=False), meta.license, meta.author,
+                        source, meta.source_id, meta.source_url, int(meta.publishable),
+                        json.dumps(meta.flags), run_id, _now(),
+                    ),
+                )  # fmt: skip
+            db.execute(
+                """INSERT OR IGNORE INTO image_sources (image_id, input_key, source, source_id, source_url, run_id)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                (image_id, input_key, source, meta.source_id, meta.source_url, run_id),
+            )
+            outcome = "accepted" if not exists else "duplicate"
+            reason = None if not exists else "exact_duplicate"
+            self._upsert_input(db, input_key, fingerprint, outcome, image_id, reason, None, run_id)
+            return not exists
+
+    def update_metadata(
+        self, image_id: str, meta: ImageMetadata, input_key: str, fingerprint: str, run_id: int
+    ) -> None:
+        """Apply corrected sidecar metadata to an image collected earlier (same pixels, new notes)."""
+        with self.transaction() as db:
+            db.execute(
+                """UPDATE images SET country = ?, language = ?, region = ?, category = ?, cultural_context = ?,
+                     reference_captions_json = ?, license = ?, author = ?, source_id = ?, source_url = ?,
+                     publishable = ?, flags_json = ? WHERE id = ?""",
+                (
+                    meta.country, meta.language, meta.region, meta.category, meta.cultural_context,
+                    json.dumps(meta.reference_captions, ensure_ascii=False), meta.license, meta.author,
+                    meta.source_id, meta.source_url, int(meta.publishable), json.dumps(meta.flags), image_id,
+                ),
+            )  # fmt: skip
+            row = db.execute("SELECT outcome FROM inputs WHERE input_key = ?", (input_key,)).fetchone()
+            outcome = row[0] if row else "accepted"
+            self._upsert_input(
+                db, input_key, fingerprint, outcome, image_id, None, "metadata updated", run_id
+            )
+
+    def get_image(self, image_id: str) -> ImageRow | None:
+        rows = self._query("SELECT * FROM images WHERE id = ?", (image_id,))
+        return ImageRow.from_sql(rows[0]) if rows else None
+
+    def images(self, status: str | None = None) -> list[ImageRow]:
+        sql = "SELECT * FROM images" + (" WHERE status = ?" if status else "") + " ORDER BY seq"
+        return [ImageRow.from_sql(row) for row in self._query(sql, (status,) if status else ())]
+
+    def image_path(self, image: ImageRow) -> Path:
+        return self.images_dir / image.file_name
+
+    def image_sources(self, image_id: str) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM image_sources WHERE image_id = ? ORDER BY rowid", (image_id,))
+        return [dict(row) for row in rows]
+
+    def phashes(self) -> list[tuple[str, str, int]]:
+        """``(id, phash_hex, pixel_count)`` of every image, oldest first."""
+        rows = self._query("SELECT id, phash, width * height FROM images ORDER BY seq")
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    def set_clusters(self, assignments: dict[str, tuple[str | None, str | None]]) -> None:
+        """Set ``image_id -> (cluster_id, dup_of)``; an image with ``dup_of`` becomes a near duplicate."""
+        with self.transaction() as db:
+            db.execute("UPDATE images SET cluster_id = NULL, dup_of = NULL, status = 'ok'")
+            db.executemany(
+                "UPDATE images SET cluster_id = ?, dup_of = ?, status = ? WHERE id = ?",
+                [
+                    (cluster, dup_of, "near_duplicate" if dup_of else "ok", image_id)
+                    for image_id, (cluster, dup_of) in assignments.items()
+                ],
+            )
+
+    def count_images_by(self, column: str, status: str | None = "ok") -> dict[str, int]:
+        """Counts of images grouped by a metadata column (``None`` values shown as ``"(none)"``)."""
+        allowed = {"country", "language", "category", "license", "status", "source", "publishable"}
+        if column not in allowed:
+            raise ValueError(f"cannot group images by {column!r}; choose from {sorted(allowed)}")
+        where = " WHERE status = ?" if status else ""
+        rows = self._query(
+            f"SELECT {column}, COUNT(*) FROM images{where} GROUP BY {column} ORDER BY 2 DESC, 1",
+            (status,) if status else (),
+        )
+        return {("(none)" if row[0] is None else str(row[0])): int(row[1]) for row in rows}

@@ -1,0 +1,1 @@
+"""Mirada's cultural caption evaluation: metrics, LLM judge and per-country reports."""

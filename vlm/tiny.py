@@ -1,0 +1,580 @@
+"""Tiny, randomly initialised vision-language models built fully offline.
+
+Why this exists: the tests, the CI and ``make demo`` must exercise the real loading and processing
+path of each model family (``AutoModelForImageTextToText`` + ``AutoProcessor``, the family's chat
+template, image-placeholder expansion, TRL's collators) without the Hugging Face Hub and in a few
+seconds on two CPU cores. Real checkpoints are gigabytes and need the network; hand-written mocks
+drift from what transformers really does. So we build *real-format* models that are merely tiny:
+a byte-level BPE tokenizer trained on a few dozen Spanish/Portuguese sentences, the family's own
+special tokens and chat template, a config with a 64-wide, 2-layer text model and a small vision
+tower, random weights, written with ``save_pretrained``. The trade-off: their outputs are noise,
+so tests can check shapes, token counts, finiteness and that training steps run, never quality.
+
+Per-family differences live in one registry (:data:`_FAMILIES`); adding a family means adding one
+:class:`_FamilySpec`, not branching elsewhere.
+
+    >>> path = build_tiny_vlm("qwen2_5_vl", tmp_path / "qwen")        # doctest: +SKIP
+    >>> model, processor = load_tiny_vlm(path)                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # heavy imports stay lazy so importing ``vlm`` costs nothing
+    from transformers import PreTrainedModel, ProcessorMixin, TokenizersBackend
+
+__all__ = ["FAMILIES", "build_tiny_vlm", "load_tiny_vlm"]
+
+# A few dozen sentences so the BPE learns merges that cover accents, ñ, ç, tildes and the words our
+# prompts use; the exact text matters only in that tokenisation of test prompts stays short.
+_CORPUS: tuple[str, ...] = (
+    "Describe la imagen con su contexto cultural.",
+    "Describa a imagem com o seu contexto cultural.",
+    "Una mujer vende tamales en un mercado de Oaxaca.",
+    "Las calaveras de azúcar adornan el altar del Día de Muertos.",
+    "El niño come churros con chocolate en Madrid.",
+    "La señora teje un poncho de lana de alpaca en Cusco.",
+    "Los danzantes bailan la diablada en el carnaval de Oruro.",
+    "Un plato de ceviche con cebolla morada y choclo peruano.",
+    "La catedral gótica se levanta sobre la plaza mayor.",
+    "Pintan alebrijes de colores brillantes en San Martín Tilcajete.",
+    "El mate se comparte en ronda entre amigos en Montevideo.",
+    "Las fallas de Valencia arden la noche de San José.",
+    "Una pareja baila tango en una milonga de Buenos Aires.",
+    "El cóndor vuela sobre el cañón del Colca.",
+    "Un mariachi toca la guitarra y el guitarrón en la plaza.",
+    "La piñata tiene forma de estrella con siete picos.",
+    "Las mujeres tejen hamacas de algodón en Yucatán.",
+    "El azulejo pintado a mano decora la fachada de la iglesia.",
+    "Uma baiana vende acarajé numa rua de Salvador.",
+    "O maracatu desfila no carnaval do Recife com tambores.",
+    "A feijoada é servida com couve, farofa e laranja.",
+    "Os azulejos portugueses cobrem a estação de São Bento.",
+    "Uma roda de capoeira acontece na praça da cidade.",
+    "O pão de queijo sai quente do forno em Minas Gerais.",
+    "As rendeiras fazem renda de bilro no Ceará.",
+    "O fado ecoa numa tasca do bairro de Alfama, em Lisboa.",
+    "A festa junina tem quadrilha, fogueira e canjica.",
+    "Crianças brincam com pipas coloridas na laje.",
+    "O açaí é colhido nas palmeiras da Amazônia.",
+    "Um pescador puxa a rede de pesca na praia de Nazaré.",
+    "¿Qué muestra la fotografía? ¡Una celebración!",
+    "O que mostra a fotografia? Uma celebração!",
+    "Tradición, artesanía, gastronomía, arquitectura y paisaje.",
+    "Tradição, artesanato, gastronomia, arquitetura e paisagem.",
+    "En la imagen se ve un mercado lleno de frutas tropicales.",
+    "Na imagem vê-se um mercado cheio de frutas tropicais.",
+    "La cerámica de talavera es azul y blanca.",
+    "El pañuelo bordado lleva flores rojas, verdes y amarillas.",
+)
+_VOCAB_SIZE = 400  # 256 byte symbols + special tokens + ~100 merges: ~0.1 MB of embeddings at width 64
+_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}
+_TEXT_HEADS = {"num_attention_heads": 4, "num_key_value_heads": 2}
+_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+_VOCAB_MULTIPLE = 64
+_MAX_POSITIONS = 2048
+
+
+@dataclass(frozen=True)
+class _FamilySpec:
+    """Everything that differs between families, in one place.
+
+    ``special_tokens`` are the named ones (``bos_token`` ... ``image_token``, ``boi_token``); named
+    tokens outside the standard set go to transformers 5's ``extra_special_tokens`` dict, which
+    makes them attributes (``tok.image_token``, ``tok.image_token_id``) as the real tokenizers have.
+    ``other_tokens`` are added as special (never split) without a name.
+    ``chat_template`` is either ``trl:<name>`` (a file bundled with TRL) or the template itself.
+    ``build`` turns the trained tokenizer into (model config, processor).
+    """
+
+    name: str
+    special_tokens: dict[str, str]
+    chat_template: str
+    build: Callable[[TokenizersBackend, str], tuple[Any, ProcessorMixin]]
+    other_tokens: tuple[str, ...] = ()
+    eos_tokens: tuple[str, ...] = ()  # extra stop tokens for generation_config, as the real ones have
+    add_bos_token: bool = False  # as the real tokenizer; chat templates that start with bos avoid doubling
+
+
+def _token_id(tokenizer: TokenizersBackend, token: str) -> int:
+    """Id of a token that must be a single entry of the vocabulary (fails loudly otherwise)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
+        raise RuntimeError(f"tiny tokenizer has no single token for {token!r}")
+    return int(token_id)
+
+
+def _common_ids(tokenizer: TokenizersBackend) -> dict[str, Any]:
+    """Vocabulary size and bos/eos/pad ids for a text config, so model and tokenizer agree.
+
+    The embedding is padded to a multiple of :data:`_VOCAB_MULTIPLE` beyond ``len(tokenizer)``, as
+    real checkpoints do (Qwen2.5-VL: 152064 rows for 151665 tokens), so code that confuses
+    ``logits.shape[-1]`` with ``len(tokenizer)`` fails here rather than on a real model.
+    """
+    vocab_size = -(-len(tokenizer) // _VOCAB_MULTIPLE) * _VOCAB_MULTIPLE
+    if vocab_size == len(tokenizer):
+        vocab_size += _VOCAB_MULTIPLE
+    return {
+        "vocab_size": vocab_size,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "max_position_embeddings": _MAX_POSITIONS,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Family builders: each returns (config, processor). Image sizes are tiny so a test image becomes
+# a handful of image tokens. Image processors are built from the PIL back-end classes, which work
+# without torchvision; Qwen's processor also holds a video processor that exists only for
+# torchvision (DESIGN 6.2). The back-end is not saved: loading picks torchvision when importable.
+# ---------------------------------------------------------------------------------------------
+
+
+_QWEN_PATCH, _QWEN_MERGE, _QWEN_TEMPORAL = 4, 2, 2
+
+
+def _qwen_processor(
+    tokenizer: TokenizersBackend, chat_template: str, processor_class: type[ProcessorMixin]
+) -> ProcessorMixin:
+    """Qwen2-VL / Qwen2.5-VL processor with a small pixel budget.
+
+    ``size`` is a pixel budget (min_pixels, max_pixels), not edges: at 8x8 px per merged token an
+    image becomes at most 16 image tokens. The video processor exists only for torchvision.
+    """
+    from transformers import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    factor = _QWEN_PATCH * _QWEN_MERGE
+    kwargs = {
+        "patch_size": _QWEN_PATCH,
+        "merge_size": _QWEN_MERGE,
+        "temporal_patch_size": _QWEN_TEMPORAL,
+        "size": {"shortest_edge": factor**2, "longest_edge": (4 * factor) ** 2},
+    }
+    return processor_class(
+        image_processor=Qwen2VLImageProcessorPil(**kwargs),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(**kwargs),
+        chat_template=chat_template,
+    )
+
+
+def _qwen_config_kwargs(tokenizer: TokenizersBackend) -> dict[str, Any]:
+    """Text config and vision-token ids shared by Qwen2-VL and Qwen2.5-VL."""
+    head_dim = _TEXT["hidden_size"] // _TEXT_HEADS["num_attention_heads"]
+    # Multimodal RoPE splits the head_dim/2 rotary frequencies across (time, height, width).
+    rope = {"rope_type": "default", "mrope_section": [head_dim // 4, head_dim // 8, head_dim // 8]}
+    return {
+        "text_config": {**_TEXT, **_TEXT_HEADS, **_common_ids(tokenizer), "rope_parameters": rope},
+        "image_token_id": _token_id(tokenizer, "<|image_pad|>"),
+        "video_token_id": _token_id(tokenizer, "<|video_pad|>"),
+        "vision_start_token_id": _token_id(tokenizer, "<|vision_start|>"),
+        "vision_end_token_id": _token_id(tokenizer, "<|vision_end|>"),
+    }
+
+
+def _build_qwen2_5_vl(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any, ProcessorMixin]:
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLProcessor
+
+    config = Qwen2_5_VLConfig(
+        vision_config={
+            "depth": _VISION["num_hidden_layers"],
+            "hidden_size": _VISION["hidden_size"],
+            "intermediate_size": _VISION["intermediate_size"],
+            "num_heads": _VISION["num_attention_heads"],
+            "patch_size": _QWEN_PATCH,
+            "spatial_merge_size": _QWEN_MERGE,
+            "temporal_patch_size": _QWEN_TEMPORAL,
+            "window_size": 2 * _QWEN_PATCH * _QWEN_MERGE,  # 2x2 merged tokens per attention window
+            "fullatt_block_indexes": [_VISION["num_hidden_layers"] - 1],
+            "out_hidden_size": _TEXT["hidden_size"],
+        },
+        **_qwen_config_kwargs(tokenizer),
+    )
+    return config, _qwen_processor(tokenizer, chat_template, Qwen2_5_VLProcessor)
+
+
+def _build_qwen2_vl(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any, ProcessorMixin]:
+    from transformers import Qwen2VLConfig, Qwen2VLProcessor
+
+    config = Qwen2VLConfig(
+        vision_config={
+            "depth": _VISION["num_hidden_layers"],
+            "embed_dim": _VISION["hidden_size"],
+            "mlp_ratio": _VISION["intermediate_size"] // _VISION["hidden_size"],
+            "num_heads": _VISION["num_attention_heads"],
+            "patch_size": _QWEN_PATCH,
+            "spatial_merge_size": _QWEN_MERGE,
+            "temporal_patch_size": _QWEN_TEMPORAL,
+            "hidden_size": _TEXT["hidden_size"],  # Qwen2-VL's name for the merger's output width
+        },
+        **_qwen_config_kwargs(tokenizer),
+    )
+    return config, _qwen_processor(tokenizer, chat_template, Qwen2VLProcessor)
+
+
+def _build_idefics3(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any, ProcessorMixin]:
+    from transformers import Idefics3Config, Idefics3ImageProcessorPil, Idefics3Processor
+
+    tile, patch, scale = 32, 8, 2
+    # Image splitting stays on, as in the real model: an image up to 2x2 tiles plus the global view,
+    # each tile (32/8)^2 / 2^2 = 4 image tokens.
+    image_processor = Idefics3ImageProcessorPil(
+        size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile}, do_image_splitting=True
+    )
+    image_seq_len = (tile // patch) ** 2 // scale**2
+    processor = Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_len=image_seq_len,
+        chat_template=chat_template,
+    )
+    config = Idefics3Config(
+        text_config={**_TEXT, **_TEXT_HEADS, **_common_ids(tokenizer), "model_type": "llama"},
+        vision_config={**_VISION, "image_size": tile, "patch_size": patch},
+        scale_factor=scale,
+        image_token_id=_token_id(tokenizer, "<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return config, processor
+
+
+def _build_llava(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any, ProcessorMixin]:
+    from transformers import LlavaConfig, LlavaImageProcessorPil, LlavaProcessor
+
+    image_size, patch = 32, 8
+    image_processor = LlavaImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    # CLIP adds a CLS token; strategy "default" drops it again => (32/8)^2 = 16 image tokens.
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=chat_template,
+    )
+    config = LlavaConfig(
+        vision_config={
+            **_VISION,
+            "model_type": "clip_vision_model",
+            "image_size": image_size,
+            "patch_size": patch,
+            "projection_dim": _VISION["hidden_size"],
+        },
+        text_config={**_TEXT, **_TEXT_HEADS, **_common_ids(tokenizer), "model_type": "llama"},
+        image_token_index=_token_id(tokenizer, "<image>"),
+        image_seq_length=(image_size // patch) ** 2,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return config, processor
+
+
+def _build_llava_next(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any, ProcessorMixin]:
+    from transformers import LlavaNextConfig, LlavaNextImageProcessorPil, LlavaNextProcessor
+
+    image_size, patch = 32, 8
+    # "anyres": the image is also tiled on the best of these grids, so the image-token count depends
+    # on the image's aspect ratio (16 base tokens + tiles + one newline token per row).
+    pinpoints = [[image_size, 2 * image_size], [2 * image_size, image_size], [2 * image_size, 2 * image_size]]
+    image_processor = LlavaNextImageProcessorPil(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_grid_pinpoints=pinpoints,
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=chat_template,
+    )
+    config = LlavaNextConfig(
+        vision_config={
+            **_VISION,
+            "model_type": "clip_vision_model",
+            "image_size": image_size,
+            "patch_size": patch,
+            "projection_dim": _VISION["hidden_size"],
+        },
+        text_config={**_TEXT, **_TEXT_HEADS, **_common_ids(tokenizer), "model_type": "mistral"},
+        image_token_index=_token_id(tokenizer, "<image>"),
+        image_grid_pinpoints=pinpoints,
+        image_seq_length=(image_size // patch) ** 2,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return config, processor
+
+
+def _build_gemma3(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any, ProcessorMixin]:
+    from transformers import Gemma3Config, Gemma3ImageProcessorPil, Gemma3Processor
+
+    image_size, patch, tokens_per_image = 32, 4, 16  # 8x8 patches average-pooled to 4x4 = 16 tokens
+    image_processor = Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size})
+    processor = Gemma3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_length=tokens_per_image,
+        chat_template=chat_template,
+    )
+    head_dim = _TEXT["hidden_size"] // _TEXT_HEADS["num_attention_heads"]
+    config = Gemma3Config(
+        text_config={
+            **_TEXT,
+            **_TEXT_HEADS,
+            **_common_ids(tokenizer),
+            "head_dim": head_dim,
+            "query_pre_attn_scalar": head_dim,
+            "sliding_window": 32,  # one local and one global layer, like Gemma 3's 5:1 pattern
+            "layer_types": ["sliding_attention", "full_attention"],
+        },
+        vision_config={
+            **_VISION,
+            "model_type": "siglip_vision_model",
+            "image_size": image_size,
+            "patch_size": patch,
+            "vision_use_head": False,
+        },
+        mm_tokens_per_image=tokens_per_image,
+        boi_token_index=_token_id(tokenizer, "<start_of_image>"),
+        eoi_token_index=_token_id(tokenizer, "<end_of_image>"),
+        image_token_index=_token_id(tokenizer, "<image_soft_token>"),
+    )
+    return config, processor
+
+
+# llava-hf/llava-1.5-7b-hf's template (TRL bundles no llava-1.5 one); it already carries the
+# {% generation %} markers that assistant-only loss needs.
+_LLAVA_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
+    "{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', "
+    "'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != "
+    "'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', "
+    "'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+# Qwen2-VL and Qwen2.5-VL share tokenizer and template (TRL notes the templates are byte-identical).
+_QWEN_TOKENS: dict[str, Any] = {
+    "special_tokens": {
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "image_token": "<|image_pad|>",
+        "video_token": "<|video_pad|>",
+        "vision_bos_token": "<|vision_start|>",
+        "vision_eos_token": "<|vision_end|>",
+    },
+    "other_tokens": ("<|im_start|>",),
+    "eos_tokens": ("<|endoftext|>",),
+    "chat_template": "trl:qwen2_5_vl",
+}
+# LLaVA 1.5 (Vicuna) and LLaVA-NeXT (Mistral) both use Llama-style sentencepiece specials.
+_LLAMA_TOKENS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "image_token": "<image>",
+}
+
+_FAMILIES: dict[str, _FamilySpec] = {
+    spec.name: spec
+    for spec in (
+        _FamilySpec(name="qwen2_5_vl", build=_build_qwen2_5_vl, **_QWEN_TOKENS),
+        _FamilySpec(name="qwen2_vl", build=_build_qwen2_vl, **_QWEN_TOKENS),
+        _FamilySpec(
+            name="idefics3",
+            special_tokens={
+                "bos_token": "<|begin_of_text|>",
+                "eos_token": "<end_of_utterance>",
+                "pad_token": "<|finetune_right_pad_id|>",
+                "image_token": "<image>",
+            },
+            other_tokens=(
+                "<|end_of_text|>",
+                "<fake_token_around_image>",
+                "<global-img>",
+                *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
+            ),
+            eos_tokens=("<|end_of_text|>",),
+            add_bos_token=True,
+            chat_template="trl:idefics3",
+            build=_build_idefics3,
+        ),
+        _FamilySpec(
+            name="llava",
+            special_tokens=_LLAMA_TOKENS,
+            add_bos_token=True,
+            chat_template=_LLAVA_TEMPLATE,
+            build=_build_llava,
+        ),
+        _FamilySpec(
+            name="llava_next",
+            special_tokens=_LLAMA_TOKENS,
+            add_bos_token=True,
+            chat_template="trl:llava_next",
+            build=_build_llava_next,
+        ),
+        _FamilySpec(
+            name="gemma3",
+            special_tokens={
+                "bos_token": "<bos>",
+                "eos_token": "<eos>",
+                "unk_token": "<unk>",
+                "pad_token": "<pad>",
+                "boi_token": "<start_of_image>",
+                "eoi_token": "<end_of_image>",
+                "image_token": "<image_soft_token>",
+            },
+            other_tokens=("<start_of_turn>", "<end_of_turn>"),
+            eos_tokens=("<end_of_turn>",),
+            add_bos_token=True,
+            chat_template="trl:gemma3",
+            build=_build_gemma3,
+        ),
+    )
+}
+
+FAMILIES: tuple[str, ...] = tuple(_FAMILIES)
+"""Names accepted by :func:`build_tiny_vlm` (transformers ``model_type`` spelling)."""
+
+
+def _chat_template(source: str) -> str:
+    """Resolve ``trl:<name>`` to the template file TRL ships, so TRL recognises it by identity.
+
+    The file is located without importing ``trl`` (which costs about a second).
+    """
+    if not source.startswith("trl:"):
+        return source
+    name = source.removeprefix("trl:")
+    spec = importlib.util.find_spec("trl")
+    if spec is None or spec.origin is None:
+        raise ImportError(
+            f"the tiny model needs TRL's chat template {name}.jinja: pip install 'mirada[train]'"
+        )
+    return (Path(spec.origin).parent / "chat_templates" / f"{name}.jinja").read_text(encoding="utf-8")
+
+
+def _train_tokenizer(spec: _FamilySpec) -> TokenizersBackend:
+    """Byte-level BPE trained on :data:`_CORPUS`, wrapped with the family's special tokens.
+
+    Special tokens are given to the BPE trainer so they get the lowest ids and are never split;
+    named ones beyond the standard set become transformers 5 ``extra_special_tokens`` attributes.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = list(dict.fromkeys([*spec.special_tokens.values(), *spec.other_tokens]))
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=_VOCAB_SIZE,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_CORPUS, trainer=trainer)
+
+    standard = PreTrainedTokenizerFast.SPECIAL_TOKENS_ATTRIBUTES
+    named = {k: v for k, v in spec.special_tokens.items() if k in standard}
+    extra = {k: v for k, v in spec.special_tokens.items() if k not in standard}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, **named, extra_special_tokens=extra, add_bos_token=spec.add_bos_token
+    )
+    if spec.other_tokens:
+        tokenizer.add_special_tokens(
+            {"extra_special_tokens": list(spec.other_tokens)}, replace_extra_special_tokens=False
+        )
+    return tokenizer
+
+
+def build_tiny_vlm(family: str, out_dir: str | Path, *, seed: int = 0) -> Path:
+    """Build a tiny random VLM of ``family`` and save model + processor to ``out_dir``.
+
+    Deterministic for a given ``seed``. Returns ``out_dir`` so the result can be passed to anything
+    that takes a Hub id or a local path (``from_pretrained``, TRL trainers' ``model=``).
+
+        >>> build_tiny_vlm("gemma3", "/tmp/tiny-gemma3")                 # doctest: +SKIP
+        PosixPath('/tmp/tiny-gemma3')
+    """
+    if family not in _FAMILIES:
+        raise ValueError(f"unknown tiny VLM family {family!r}; known families: {', '.join(FAMILIES)}")
+    import torch
+    from transformers import AutoModelForImageTextToText, GenerationConfig
+
+    spec = _FAMILIES[family]
+    out = Path(out_dir)
+    tokenizer = _train_tokenizer(spec)
+    config, processor = spec.build(tokenizer, _chat_template(spec.chat_template))
+    if len(processor.tokenizer) > config.get_text_config().vocab_size:  # a processor added tokens
+        raise RuntimeError(f"{family}: processor tokenizer grew to {len(processor.tokenizer)} tokens")
+
+    torch.manual_seed(seed)
+    model: PreTrainedModel = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    eos = [tokenizer.eos_token_id, *(_token_id(tokenizer, t) for t in spec.eos_tokens)]
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=eos if len(eos) > 1 else eos[0],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def load_tiny_vlm(path: str | Path, **processor_kwargs: Any) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Load a model built by :func:`build_tiny_vlm` exactly as a Hub checkpoint would be loaded.
+
+    ``processor_kwargs`` go to ``AutoProcessor.from_pretrained`` (e.g. ``backend="pil"``: the saved
+    ``image_processor_type`` carries no back-end, and transformers picks torchvision when it is
+    importable, as it would for a real checkpoint).
+
+    Raises ``TypeError`` when ``AutoProcessor`` falls back to a bare tokenizer, which it does
+    silently when it cannot resolve the processor class (DESIGN 6.2); TRL would later fail with a
+    misleading "not a vision model" error.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor, ProcessorMixin
+
+    processor = AutoProcessor.from_pretrained(path, **processor_kwargs)
+    if not isinstance(processor, ProcessorMixin):
+        raise TypeError(
+            f"AutoProcessor loaded a {type(processor).__name__} from {path}, not a multimodal processor; "
+            "check processor_config.json there (processor_class, image_processor)"
+        )
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    return model, processor
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vlm.tiny FAMILY OUT_DIR``: build a tiny model (used by ``make demo``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m vlm.tiny", description="Build a tiny random VLM offline.")
+    parser.add_argument("family", choices=FAMILIES)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if (args.out_dir / "config.json").exists():
+        print(f"{args.out_dir} already holds a model; leaving it")
+        return 0
+    print(f"built {build_tiny_vlm(args.family, args.out_dir, seed=args.seed)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

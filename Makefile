@@ -21,6 +21,9 @@ demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(BIN)/mirada sample $(DEMO_DIR)/sample
 	$(BIN)/mirada collect $(DEMO_DIR)/sample --workspace $(DEMO_DIR)/workspace --config configs/collect.yaml
+	$(BIN)/python -m vlm.tiny qwen2_5_vl $(DEMO_DIR)/models/tiny-qwen2_5_vl
+	$(BIN)/mirada draft --workspace $(DEMO_DIR)/workspace --config configs/draft_demo.yaml
+	$(BIN)/mirada draft --workspace $(DEMO_DIR)/workspace --config configs/draft.yaml --dry-run
 	$(BIN)/mirada status --workspace $(DEMO_DIR)/workspace
 	$(BIN)/mirada export --workspace $(DEMO_DIR)/workspace
 
@@ -34,6 +37,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_collect.py
+	$(BIN)/python tests/benchmarks/bench_draft.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

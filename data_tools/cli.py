@@ -15,6 +15,10 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("data_tools.sample:main", "write the embedded sample image folder (generated, no network)"),
     "collect": ("data_tools.collect:main", "collect images + cultural metadata into a workspace"),
+    "draft": (
+        "data_tools.draft.cli:main",
+        "draft caption candidates with Cohere (or a local/OpenAI-compatible VLM)",
+    ),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }

@@ -12,6 +12,8 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
+from data_tools.secrets import RedactingFilter
+
 T = TypeVar("T")
 _state = {"quiet": False}
 
@@ -22,6 +24,7 @@ def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    handler.addFilter(RedactingFilter())
     for name in ("data_tools", "vlm", "eval"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]

@@ -33,6 +33,9 @@ def workspace_summary(workspace: Workspace) -> dict[str, Any]:
             for reason, count in workspace.count_inputs_by("reason").items()
             if reason != "exact_duplicate"
         },
+        "drafts_by_strategy": workspace.draft_counts(),
+        "spend": workspace.spend(),
+        "ledger": workspace.ledger_summary(),
         "runs": [
             {key: run[key] for key in ("id", "stage", "status", "started_at", "finished_at")}
             for run in workspace.runs()
@@ -65,6 +68,28 @@ def print_status(summary: dict[str, Any]) -> None:
             table.add_row(name, str(count))
         tables.append(table)
     console.print(Columns(tables))
+    if summary["drafts_by_strategy"] or summary["ledger"]:
+        drafts = Table(title="drafts")
+        for column in ("strategy", "done", "failed"):
+            drafts.add_column(column)
+        for strategy, counts in sorted(summary["drafts_by_strategy"].items()):
+            drafts.add_row(strategy, str(counts.get("done", 0)), str(counts.get("failed", 0)))
+        ledger = Table(title="API calls (ledger)")
+        for column in ("backend", "model", "status", "calls", "input tok", "output tok", "cost USD"):
+            ledger.add_column(column)
+        for row in summary["ledger"]:
+            ledger.add_row(
+                row["backend"], row["model"], row["status"], str(row["calls"]), f"{row['input_tokens']:,}",
+                f"{row['output_tokens']:,}", f"{row['cost_usd']:.4f}",
+            )  # fmt: skip
+        console.print(Columns([drafts, ledger]))
+        spend = summary["spend"]
+        uncertain = (
+            f" (+ up to ${spend['uncertain_usd']:.4f} for calls of unknown outcome)"
+            if spend["uncertain_usd"]
+            else ""
+        )
+        console.print(f"[bold]spend so far: ${spend['cost_usd']:.4f}[/bold]{uncertain}")
     runs = Table(title="runs")
     for column in ("id", "stage", "status", "started_at", "finished_at"):
         runs.add_column(column)

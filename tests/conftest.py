@@ -1,21 +1,19 @@
-"""Shared fixtures: generated images (never network images) and fresh workspaces under tmp_path."""
+"""Shared fixtures: the embedded sample, fresh workspaces under tmp_path, tiny offline models."""
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from data_tools.logs import setup_logging
-from data_tools.sample import random_picture, write_sample
+from data_tools.sample import write_sample
 from data_tools.workspace import Workspace
 
 
@@ -36,18 +34,16 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
         yield ws
 
 
-def draw_image(seed: int, size: tuple[int, int] = (320, 240), mode: str = "RGB") -> Image.Image:
-    """A distinct, deterministic picture per seed (see ``data_tools.sample.random_picture``)."""
-    image = random_picture(seed, size)
-    return image.convert(mode) if mode != "RGB" else image
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``tiny_model("qwen2_5_vl")`` → path of a tiny random VLM, built once per session and family."""
+    built: dict[str, Path] = {}
 
+    def get(family: str) -> Path:
+        if family not in built:
+            from vlm.tiny import build_tiny_vlm
 
-def encode(image: Image.Image, fmt: str = "JPEG", **kwargs: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **kwargs)
-    return buffer.getvalue()
+            built[family] = build_tiny_vlm(family, tmp_path_factory.mktemp("models") / family)
+        return built[family]
 
-
-@pytest.fixture
-def make_image() -> Callable[..., Image.Image]:
-    return draw_image
+    return get

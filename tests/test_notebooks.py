@@ -23,6 +23,8 @@ def test_notebook_runs(name, tmp_path, sample_dir):
     namespace: dict = {}
     for cell in notebook["cells"]:
         if cell["cell_type"] == "code":
-            source = "".join(cell["source"]).replace('Path("../demo/workspace")', f'Path("{tmp_path / "ws"}")')
+            source = "".join(cell["source"]).replace(
+                'Path("../demo/workspace")', f'Path("{tmp_path / "ws"}")'
+            )
             exec(compile(source, f"{name}", "exec"), namespace)
     assert len(namespace["dataset"]) == 11

@@ -564,7 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m vlm.tiny FAMILY OUT_DIR``: build a tiny model (used by ``make demo``)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m vlm.tiny", description="Build a tiny random VLM offline.")
+    parser = argparse.ArgumentParser(
+        prog="python -m vlm.tiny", description="Build a tiny random VLM offline."
+    )
     parser.add_argument("family", choices=FAMILIES)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)

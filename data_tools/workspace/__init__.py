@@ -1,5 +1,6 @@
 """The workspace store: the only code in Mirada that talks SQL (DESIGN §1)."""
 
+from data_tools.workspace.drafts import CallRecord, DraftRecord
 from data_tools.workspace.store import ImageRow, InputRow, Workspace, WorkspaceError
 
-__all__ = ["ImageRow", "InputRow", "Workspace", "WorkspaceError"]
+__all__ = ["CallRecord", "DraftRecord", "ImageRow", "InputRow", "Workspace", "WorkspaceError"]

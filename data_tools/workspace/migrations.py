@@ -82,7 +82,62 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_initial]
+def m002_drafts(db: sqlite3.Connection) -> None:
+    """Caption drafts (one row per cache key) and the ledger of every paid API call."""
+    _execute_all(
+        db,
+        """
+        CREATE TABLE drafts (
+            cache_key TEXT PRIMARY KEY,
+            image_id TEXT NOT NULL REFERENCES images(id),
+            strategy TEXT NOT NULL,
+            variant INTEGER NOT NULL,
+            perturbation TEXT,
+            backend TEXT NOT NULL,
+            model TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            prompt_language TEXT NOT NULL,
+            prompt_sha256 TEXT NOT NULL,
+            params_json TEXT NOT NULL,
+            status TEXT NOT NULL,
+            caption TEXT,
+            cultural_terms_json TEXT NOT NULL DEFAULT '[]',
+            language TEXT,
+            confidence REAL,
+            raw_text TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            run_id INTEGER REFERENCES runs(id),
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX drafts_image ON drafts(image_id);
+        CREATE INDEX drafts_status ON drafts(status);
+        CREATE TABLE api_calls (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER REFERENCES runs(id),
+            cache_key TEXT,
+            image_id TEXT,
+            backend TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL,
+            http_status INTEGER,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            billed_input_tokens INTEGER,
+            billed_output_tokens INTEGER,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            cost_upper_usd REAL NOT NULL DEFAULT 0,
+            latency_s REAL,
+            error TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX api_calls_key ON api_calls(cache_key);
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_drafts]
 
 
 def _execute_all(db: sqlite3.Connection, script: str) -> None:

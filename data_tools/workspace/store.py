@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.records import ImageMetadata
+from data_tools.workspace.drafts import DraftStoreMixin
 from data_tools.workspace.migrations import apply_migrations
 
 DB_NAME = "mirada.db"
@@ -84,7 +85,7 @@ class WorkspaceError(RuntimeError):
     """The workspace cannot be opened or is not a Mirada workspace."""
 
 
-class Workspace:
+class Workspace(DraftStoreMixin):
     """A Mirada project directory. Open with ``Workspace.open(path)``; close or use as a context manager."""
 
     def __init__(self, root: Path, db: sqlite3.Connection) -> None:

@@ -16,11 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import draw_image, encode
 
 from data_tools.collect import CollectConfig, Collector
 from data_tools.config import load_config
 from data_tools.workspace import Workspace
+from tests.helpers import draw_image, encode
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,10 +8,10 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import draw_image, encode
 from PIL import Image
 
 from data_tools.images import ImageConfig, ImageRejected, normalize_image
+from tests.helpers import draw_image, encode
 
 CONFIG = ImageConfig(max_side=256, min_side=32)
 

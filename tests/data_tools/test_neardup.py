@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import draw_image
 
 from data_tools.neardup import all_pairs_bruteforce, cluster, hex_to_uint64, near_duplicate_pairs
+from tests.helpers import draw_image
 
 
 def _planted(count: int, seed: int, flips: int) -> np.ndarray:

@@ -1,0 +1,3 @@
+from data_tools.draft.cli import main
+
+raise SystemExit(main())

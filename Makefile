@@ -24,6 +24,10 @@ demo: $(STAMP)
 	$(BIN)/python -m vlm.tiny qwen2_5_vl $(DEMO_DIR)/models/tiny-qwen2_5_vl
 	$(BIN)/mirada draft --workspace $(DEMO_DIR)/workspace --config configs/draft_demo.yaml
 	$(BIN)/mirada draft --workspace $(DEMO_DIR)/workspace --config configs/draft.yaml --dry-run
+	$(BIN)/mirada review export --workspace $(DEMO_DIR)/workspace
+	$(BIN)/mirada review simulate --workspace $(DEMO_DIR)/workspace --file $(DEMO_DIR)/simulated_answers.jsonl
+	$(BIN)/mirada review import --workspace $(DEMO_DIR)/workspace --file $(DEMO_DIR)/simulated_answers.jsonl
+	$(BIN)/mirada review status --workspace $(DEMO_DIR)/workspace
 	$(BIN)/mirada status --workspace $(DEMO_DIR)/workspace
 	$(BIN)/mirada export --workspace $(DEMO_DIR)/workspace
 

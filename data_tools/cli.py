@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "data_tools.draft.cli:main",
         "draft caption candidates with Cohere (or a local/OpenAI-compatible VLM)",
     ),
+    "review": (
+        "data_tools.review.cli:main",
+        "push drafts to Argilla for people to rank/correct; pull, agreement, export/import",
+    ),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }

@@ -1,6 +1,16 @@
 """The workspace store: the only code in Mirada that talks SQL (DESIGN §1)."""
 
 from data_tools.workspace.drafts import CallRecord, DraftRecord
+from data_tools.workspace.reviews import ReviewItem, ReviewResponse
 from data_tools.workspace.store import ImageRow, InputRow, Workspace, WorkspaceError
 
-__all__ = ["CallRecord", "DraftRecord", "ImageRow", "InputRow", "Workspace", "WorkspaceError"]
+__all__ = [
+    "CallRecord",
+    "DraftRecord",
+    "ImageRow",
+    "InputRow",
+    "ReviewItem",
+    "ReviewResponse",
+    "Workspace",
+    "WorkspaceError",
+]

@@ -137,7 +137,50 @@ def m002_drafts(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_drafts]
+def m003_reviews(db: sqlite3.Connection) -> None:
+    """Review records pushed to Argilla (with the hidden slot → draft mapping), responses, decisions."""
+    _execute_all(
+        db,
+        """
+        CREATE TABLE review_items (
+            dataset TEXT NOT NULL,
+            record_id TEXT NOT NULL,
+            image_id TEXT NOT NULL REFERENCES images(id),
+            slots_json TEXT NOT NULL,
+            pushed_at TEXT NOT NULL,
+            PRIMARY KEY (dataset, record_id)
+        );
+        CREATE TABLE review_responses (
+            dataset TEXT NOT NULL,
+            record_id TEXT NOT NULL,
+            image_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            username TEXT NOT NULL,
+            status TEXT NOT NULL,
+            ranking_json TEXT NOT NULL DEFAULT '{}',
+            acceptable_json TEXT NOT NULL DEFAULT '{}',
+            problems_json TEXT NOT NULL DEFAULT '[]',
+            correction TEXT,
+            raw_json TEXT NOT NULL,
+            source TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (dataset, record_id, user_id)
+        );
+        CREATE INDEX review_responses_image ON review_responses(image_id);
+        CREATE TABLE review_decisions (
+            dataset TEXT NOT NULL,
+            record_id TEXT NOT NULL,
+            image_id TEXT NOT NULL,
+            decision_json TEXT NOT NULL,
+            policy_json TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (dataset, record_id)
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_drafts, m003_reviews]
 
 
 def _execute_all(db: sqlite3.Connection, script: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from data_tools.records import ImageMetadata
 from data_tools.workspace.drafts import DraftStoreMixin
 from data_tools.workspace.migrations import apply_migrations
+from data_tools.workspace.reviews import ReviewStoreMixin
 
 DB_NAME = "mirada.db"
 
@@ -85,7 +86,7 @@ class WorkspaceError(RuntimeError):
     """The workspace cannot be opened or is not a Mirada workspace."""
 
 
-class Workspace(DraftStoreMixin):
+class Workspace(DraftStoreMixin, ReviewStoreMixin):
     """A Mirada project directory. Open with ``Workspace.open(path)``; close or use as a context manager."""
 
     def __init__(self, root: Path, db: sqlite3.Connection) -> None:

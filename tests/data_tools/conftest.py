@@ -1,4 +1,4 @@
-"""Fixtures for the draft stage: a collected workspace and the local Cohere-compatible server."""
+"""Fixtures for the draft and review stages: a collected workspace and the local Cohere-compatible server."""
 
 from __future__ import annotations
 

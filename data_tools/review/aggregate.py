@@ -1,0 +1,75 @@
+"""One decision per record from several annotators, keeping the disagreement instead of hiding it.
+
+A decision says which candidates are acceptable (by vote), how they rank (mean, median or Borda
+over the annotators' ranks), which correction (if any) beats them all, and how much annotators
+disagreed (rank spread, split votes). Later stages build preference pairs from it and the Dataset
+Card reports the disagreement.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any
+
+from data_tools.review.config import AggregationPolicy
+from data_tools.workspace import ReviewResponse
+
+
+def _vote(yes: int, total: int, policy: str) -> bool:
+    if policy == "unanimous":
+        return yes == total and total > 0
+    if policy == "any":
+        return yes > 0
+    return yes * 2 > total  # strict majority: a 1–1 split is not acceptable, and is reported as disputed
+
+
+def aggregate_record(
+    responses: list[ReviewResponse], candidates: list[str], policy: AggregationPolicy
+) -> dict[str, Any]:
+    """The decision for one record from its annotators' responses (any status; only submitted ones count)."""
+    submitted = [r for r in responses if r.status == "submitted"]
+    discarded = [r for r in responses if r.status == "discarded"]
+    decision: dict[str, Any] = {
+        "annotators": sorted(r.username for r in submitted),
+        "n_submitted": len(submitted),
+        "n_discarded": len(discarded),
+    }
+    if len(submitted) < policy.min_submitted:
+        decision["status"] = "discarded" if discarded and not submitted else "pending"
+        return decision
+    ranks: dict[str, list[int]] = {key: [] for key in candidates}
+    for response in submitted:
+        for key, rank in response.ranking.items():
+            if key in ranks:
+                ranks[key].append(rank)
+    scores: dict[str, float] = {}
+    for key, values in ranks.items():
+        if not values:
+            continue
+        if policy.rank == "median":
+            scores[key] = float(statistics.median(values))
+        elif policy.rank == "borda":  # points: n_candidates - rank, summed; stored negated so lower is better
+            scores[key] = -float(sum(len(candidates) - v for v in values))
+        else:
+            scores[key] = float(statistics.fmean(values))
+    ranking = sorted(scores, key=lambda k: (scores[k], k))
+    votes = {key: sum(bool(r.acceptable.get(key)) for r in submitted) for key in candidates}
+    total = len(submitted)
+    corrections = [r.correction.strip() for r in submitted if r.correction and r.correction.strip()]
+    problems = Counter(label for r in submitted for label in r.problems)
+    decision.update(
+        status="decided",
+        ranking=ranking,
+        rank_scores=scores,
+        rank_spread={k: (statistics.pstdev(v) if len(v) > 1 else 0.0) for k, v in ranks.items() if v},
+        acceptable={k: _vote(votes[k], total, policy.acceptable) for k in candidates},
+        acceptable_votes={k: [votes[k], total] for k in candidates},
+        disputed=[k for k in candidates if 0 < votes[k] < total],
+        problems=dict(problems),
+        corrections=corrections,
+        correction=Counter(corrections).most_common(1)[0][0]
+        if corrections and policy.correction == "wins"
+        else None,
+    )
+    return decision

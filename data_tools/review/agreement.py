@@ -1,0 +1,189 @@
+"""Inter-annotator agreement and progress, computed with maintained libraries.
+
+* Rankings: Krippendorff's alpha, ordinal, over (record, candidate) units (``krippendorff``).
+* Multi-labels (acceptable candidates, problems): Krippendorff's alpha, nominal, over
+  (record, label) yes/no units — it tolerates a different number of annotators per record.
+* Binary acceptability: Fleiss' kappa over records that share the modal number of annotators, and
+  Cohen's kappa for each pair of annotators on the units they both answered (``statsmodels``).
+Only submitted responses on records with at least two of them count ("overlap").
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_tools.review.items import PROBLEM_LABELS
+from data_tools.workspace import ReviewItem, ReviewResponse
+
+
+def _overlap(responses: list[ReviewResponse]) -> dict[tuple[str, str], list[ReviewResponse]]:
+    by_record: dict[tuple[str, str], list[ReviewResponse]] = defaultdict(list)
+    for response in responses:
+        if response.status == "submitted":
+            by_record[(response.dataset, response.record_id)].append(response)
+    return {key: group for key, group in by_record.items() if len(group) >= 2}
+
+
+def _alpha(matrix: list[list[float]], level: str) -> float | None:
+    import krippendorff
+
+    data = np.array(matrix, dtype=float).T  # krippendorff wants (coders, units)
+    if data.size == 0 or data.shape[1] < 2:
+        return None
+    values = data[~np.isnan(data)]
+    if len(np.unique(values)) < 2:  # no variation at all: alpha is undefined
+        return None
+    value = float(krippendorff.alpha(reliability_data=data, level_of_measurement=level))
+    return None if math.isnan(value) else value
+
+
+def agreement(responses: list[ReviewResponse], items: dict[tuple[str, str], ReviewItem]) -> dict[str, Any]:
+    """Agreement figures on the overlapping records; each is None when the data cannot define it."""
+    overlap = _overlap(responses)
+    users = sorted({r.username for group in overlap.values() for r in group})
+    column = {user: i for i, user in enumerate(users)}
+    rank_rows, accept_rows, problem_rows = [], [], []
+    binary: dict[tuple[str, str, str], dict[str, int]] = {}
+    for key, group in overlap.items():
+        item = items.get(key)
+        candidates = list(item.slots.values()) if item else sorted({c for r in group for c in r.ranking})
+        for candidate in candidates:
+            rank_row = [math.nan] * len(users)
+            accept_row = [math.nan] * len(users)
+            for response in group:
+                if candidate in response.ranking:
+                    rank_row[column[response.username]] = response.ranking[candidate]
+                accepted = int(bool(response.acceptable.get(candidate)))
+                accept_row[column[response.username]] = accepted
+                binary.setdefault((*key, candidate), {})[response.username] = accepted
+            rank_rows.append(rank_row)
+            accept_rows.append(accept_row)
+        for label in PROBLEM_LABELS:
+            row = [math.nan] * len(users)
+            for response in group:
+                row[column[response.username]] = int(label in response.problems)
+            problem_rows.append(row)
+    return {
+        "overlap_records": len(overlap),
+        "annotators": users,
+        "ranking_alpha_ordinal": _alpha(rank_rows, "ordinal"),
+        "acceptable_alpha_nominal": _alpha(accept_rows, "nominal"),
+        "problems_alpha_nominal": _alpha(problem_rows, "nominal"),
+        "acceptable_fleiss_kappa": _fleiss(binary),
+        "acceptable_cohen_kappa": _cohen_pairs(binary, users),
+    }
+
+
+def _fleiss(binary: dict[tuple[str, str, str], dict[str, int]]) -> float | None:
+    from statsmodels.stats.inter_rater import fleiss_kappa
+
+    if not binary:
+        return None
+    modal = Counter(len(v) for v in binary.values()).most_common(1)[0][0]
+    table = [
+        [list(votes.values()).count(0), list(votes.values()).count(1)]
+        for votes in binary.values()
+        if len(votes) == modal
+    ]
+    if len(table) < 2:
+        return None
+    value = float(fleiss_kappa(np.array(table), method="fleiss"))
+    return None if math.isnan(value) else value
+
+
+def _cohen_pairs(
+    binary: dict[tuple[str, str, str], dict[str, int]], users: list[str]
+) -> dict[str, float | None]:
+    from statsmodels.stats.inter_rater import cohens_kappa
+
+    result: dict[str, float | None] = {}
+    for a, b in itertools.combinations(users, 2):
+        table = np.zeros((2, 2))
+        for votes in binary.values():
+            if a in votes and b in votes:
+                table[votes[a], votes[b]] += 1
+        if table.sum() < 2:
+            result[f"{a}~{b}"] = None
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            kappa = float(cohens_kappa(table).kappa)
+        result[f"{a}~{b}"] = None if math.isnan(kappa) else kappa
+    return result
+
+
+def progress(
+    responses: list[ReviewResponse], items: dict[tuple[str, str], ReviewItem], min_submitted: int
+) -> dict[str, Any]:
+    """Per annotator: submitted/discarded/draft counts; overall: records complete, started, untouched."""
+    per_user: dict[str, Counter[str]] = defaultdict(Counter)
+    submitted_per_record: Counter[tuple[str, str]] = Counter()
+    touched: set[tuple[str, str]] = set()
+    for response in responses:
+        per_user[response.username][response.status] += 1
+        touched.add((response.dataset, response.record_id))
+        if response.status == "submitted":
+            submitted_per_record[(response.dataset, response.record_id)] += 1
+    total = len(items)
+    complete = sum(1 for key in items if submitted_per_record[key] >= min_submitted)
+    return {
+        "records": total,
+        "complete": complete,
+        "started": len(touched & set(items)) - complete if total else 0,
+        "untouched": total - len(touched & set(items)),
+        "complete_fraction": complete / total if total else 0.0,
+        "per_annotator": {user: dict(counts) for user, counts in sorted(per_user.items())},
+    }
+
+
+def plot_review(progress_summary: dict[str, Any], agreement_summary: dict[str, Any], path: Path) -> Path:
+    """A PNG with progress per annotator and the agreement figures against the usual thresholds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    users = list(progress_summary["per_annotator"])
+    bottom = np.zeros(len(users))
+    for status, color in (("submitted", "#2a9d8f"), ("discarded", "#e76f51"), ("draft", "#e9c46a")):
+        values = np.array([progress_summary["per_annotator"][u].get(status, 0) for u in users])
+        left.bar(users, values, bottom=bottom, label=status, color=color)
+        bottom += values
+    left.set_title(
+        f"Progress: {progress_summary['complete']}/{progress_summary['records']} records complete "
+        f"({progress_summary['complete_fraction']:.0%})"
+    )
+    left.set_ylabel("responses")
+    left.legend()
+    names = ["ranking α", "acceptable α", "problems α", "acceptable Fleiss κ"]
+    keys = [
+        "ranking_alpha_ordinal",
+        "acceptable_alpha_nominal",
+        "problems_alpha_nominal",
+        "acceptable_fleiss_kappa",
+    ]
+    values = [agreement_summary.get(k) for k in keys]
+    right.bar(
+        names,
+        [v if v is not None else 0 for v in values],
+        color=["#264653" if v is not None else "#cccccc" for v in values],
+    )
+    for x, v in enumerate(values):
+        right.text(x, (v or 0) + 0.02, "n/a" if v is None else f"{v:.2f}", ha="center")
+    right.axhline(0.667, ls="--", color="grey", lw=1)
+    right.axhline(0.8, ls=":", color="grey", lw=1)
+    right.set_ylim(min(0, *(v for v in values if v is not None), 0) - 0.05, 1.05)
+    right.set_title(
+        f"Agreement on {agreement_summary['overlap_records']} overlapping records (0.667 / 0.8 lines)"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

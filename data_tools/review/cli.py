@@ -1,0 +1,201 @@
+"""Review stage: people rank, accept and correct the drafts in Argilla; their judgement comes back whole.
+
+    export ARGILLA_API_URL=http://localhost:6900 ARGILLA_API_KEY=…      # the SDK's own variables
+    mirada review push   --workspace ws        # one dataset per language variety, shuffled anonymous candidates
+    mirada review pull   --workspace ws        # every annotator's responses -> workspace, then aggregation
+    mirada review status --workspace ws        # progress per annotator, agreement, PNG chart in exports/
+    mirada review export --workspace ws        # tasks as JSONL, for teams that annotate elsewhere
+    mirada review import --workspace ws --file answers.jsonl
+    python -m data_tools.review status --workspace ws
+
+Try the review UI locally with `make argilla` (a real argilla-server on 127.0.0.1:6900).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from data_tools.config import load_config
+from data_tools.review.agreement import agreement, plot_review, progress
+from data_tools.review.config import ReviewConfig
+from data_tools.review.service import PullSummary, ReviewError, ReviewService
+from data_tools.secrets import redact, register_secret
+from data_tools.stage_args import UserError, add_common_args, add_config_args, run_stage
+from data_tools.workspace import Workspace
+
+
+def connect(config: ReviewConfig) -> Any:
+    """An Argilla client from config/environment; a down server or a wrong key is one clear error."""
+    import argilla as rg
+
+    url = config.api_url or os.environ.get("ARGILLA_API_URL")
+    key = os.environ.get("ARGILLA_API_KEY")
+    if not url or not key:
+        raise UserError(
+            "set ARGILLA_API_URL and ARGILLA_API_KEY (or review.api_url in the config) to reach Argilla"
+        )
+    register_secret(key)
+    try:
+        client = rg.Argilla(api_url=url, api_key=key, timeout=30, retries=1)
+        client.me  # noqa: B018 - one cheap authenticated call to fail fast
+    except Exception as exc:
+        raise UserError(f"cannot use Argilla at {url}: {redact(_describe(exc))}") from None
+    return client
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "401" in text or "Unauthorized" in type(exc).__name__ or "Credentials" in type(exc).__name__:
+        return "the API key was rejected (401); check ARGILLA_API_KEY"
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def review_status(workspace: Workspace, config: ReviewConfig) -> dict[str, Any]:
+    items = workspace.review_items()
+    responses = workspace.review_responses()
+    summary = {
+        "progress": progress(responses, items, config.min_submitted),
+        "agreement": agreement(responses, items),
+        "decisions": {},
+    }
+    for decision in workspace.review_decisions():
+        summary["decisions"][decision["status"]] = summary["decisions"].get(decision["status"], 0) + 1
+    summary["chart"] = str(
+        plot_review(summary["progress"], summary["agreement"], workspace.exports_dir / "review_status.png")
+    )
+    return summary
+
+
+def _print_pull(summary: PullSummary, verb: str) -> None:
+    print(
+        f"{verb} {summary.responses} responses ({', '.join(f'{k}={v}' for k, v in sorted(summary.by_status.items())) or 'none'}): "
+        f"{summary.new} new, {summary.changed} changed; decisions: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(summary.decisions.items()))
+        + (
+            f"; {summary.unknown_records} records not pushed from this workspace were ignored"
+            if summary.unknown_records
+            else ""
+        )
+    )
+
+
+def _print_status(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    p = summary["progress"]
+    console.print(
+        f"[bold]review progress[/bold]: {p['complete']}/{p['records']} records complete ({p['complete_fraction']:.0%}), "
+        f"{p['started']} started, {p['untouched']} untouched"
+    )
+    table = Table(title="per annotator")
+    for column in ("annotator", "submitted", "discarded", "draft"):
+        table.add_column(column)
+    for user, counts in p["per_annotator"].items():
+        table.add_row(user, *(str(counts.get(s, 0)) for s in ("submitted", "discarded", "draft")))
+    console.print(table)
+    a = summary["agreement"]
+    agreement_table = Table(title=f"agreement on {a['overlap_records']} overlapping records")
+    agreement_table.add_column("measure")
+    agreement_table.add_column("value", justify="right")
+    for key in (
+        "ranking_alpha_ordinal",
+        "acceptable_alpha_nominal",
+        "problems_alpha_nominal",
+        "acceptable_fleiss_kappa",
+    ):
+        agreement_table.add_row(key, "n/a" if a[key] is None else f"{a[key]:.3f}")
+    for pair, value in a["acceptable_cohen_kappa"].items():
+        agreement_table.add_row(f"cohen_kappa {pair}", "n/a" if value is None else f"{value:.3f}")
+    console.print(agreement_table)
+    console.print(f"decisions: {summary['decisions']}  ·  chart: {summary['chart']}")
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Human review of drafted captions in Argilla (or through a JSONL round-trip).",
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("action", choices=["push", "pull", "status", "export", "import", "simulate"],
+                        help="what to do (simulate: write simulated answers, for the demo only)")  # fmt: skip
+    add_common_args(parser)
+    parser.add_argument(
+        "--file", type=Path, help="export: where to write tasks; import/simulate: the answers file"
+    )
+    parser.add_argument("--json", action="store_true", help="status: print JSON")
+    add_config_args(parser, ReviewConfig)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.review") -> int:
+    parser = build_parser(prog)
+
+    def body(args: argparse.Namespace) -> int:
+        config = load_config(ReviewConfig, args.config, args.overrides)
+        with Workspace.open(args.workspace, create=False) as workspace:
+            service = ReviewService(workspace, config)
+            try:
+                return _act(args, config, workspace, service)
+            except ReviewError as exc:
+                raise UserError(str(exc)) from None
+
+    return run_stage(body, parser, argv)
+
+
+def _act(args: argparse.Namespace, config: ReviewConfig, workspace: Workspace, service: ReviewService) -> int:
+    action = args.action
+    if action in ("push", "pull"):
+        client = connect(config)
+        run_id = workspace.start_run(f"review-{action}", config.model_dump(mode="json"))
+        try:
+            if action == "push":
+                pushed = service.push(client)
+                workspace.finish_run(run_id, "completed", pushed.datasets)
+                for name, counts in pushed.datasets.items():
+                    print(
+                        f"{name}: {counts['logged']} records logged, {counts['kept_answered']} already answered (left untouched)"
+                    )
+            else:
+                pulled = service.pull(client)
+                workspace.finish_run(run_id, "completed", pulled.__dict__)
+                _print_pull(pulled, "pulled")
+        except (UserError, ReviewError):
+            workspace.finish_run(run_id, "failed", {})
+            raise
+        except Exception as exc:  # the server went away or answered nonsense mid-operation
+            workspace.finish_run(run_id, "failed", {"error": redact(_describe(exc))})
+            raise UserError(
+                f"review {action} failed: {redact(_describe(exc))}; the workspace is unchanged"
+            ) from None
+        return 0
+    if action == "export":
+        path = args.file or workspace.exports_dir / "review" / "tasks.jsonl"
+        count = service.export_jsonl(path)
+        print(f"exported {count} review tasks to {path}")
+        return 0
+    if action == "import":
+        if not args.file:
+            raise UserError("import needs --file answers.jsonl")
+        _print_pull(service.import_jsonl(args.file), "imported")
+        return 0
+    if action == "simulate":
+        from data_tools.review.simulate import simulate_responses
+
+        path = args.file or workspace.exports_dir / "review" / "simulated_answers.jsonl"
+        count = simulate_responses(workspace, path)
+        print(f"wrote {count} SIMULATED answers to {path} (demo only: not human judgement)")
+        return 0
+    summary = review_status(workspace, config)
+    if args.json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        _print_status(summary)
+    return 0

@@ -1,0 +1,129 @@
+"""What a reviewer sees: one record per image with shuffled, anonymous candidates.
+
+Candidates are shown as "candidato 1…N" in an order shuffled per record with a fixed seed; the
+slot → draft mapping stays in the workspace, so the strategy that produced a candidate (cultural,
+generic, perturbed) never reaches annotators. The same builder serves Argilla and the JSONL
+round-trip, so both show exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import io
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from PIL import Image
+
+from data_tools.draft.prompts import country_name
+from data_tools.workspace import DraftRecord, ImageRow, Workspace
+
+PROBLEM_LABELS = ("wrong_culture", "stereotype", "factual_error", "wrong_variety", "hallucination")
+
+
+@dataclass(frozen=True)
+class UIText:
+    """Titles, labels and guidelines in the reviewers' language (``configs/review/<lang>.yaml``)."""
+
+    language: str
+    texts: dict[str, Any]
+    guidelines: str
+
+
+@functools.cache
+def load_ui(ui_dir: Path, language: str | None) -> UIText:
+    """Portuguese UI for ``pt*`` datasets, Spanish for the rest (Catalan, Galician and Basque teams read it)."""
+    code = "pt" if (language or "").startswith("pt") else "es"
+    path = Path(ui_dir) / f"{code}.yaml"
+    texts = yaml.safe_load(path.read_text(encoding="utf-8"))
+    guidelines = (Path(ui_dir) / texts["guidelines"]).read_text(encoding="utf-8")
+    return UIText(code, texts, guidelines)
+
+
+@dataclass
+class ReviewRecord:
+    dataset: str
+    record_id: str
+    image: ImageRow
+    slots: dict[str, str]  # "candidate_1" -> cache_key
+    texts: dict[str, str]  # "candidate_1" -> caption
+    context: str
+    suggestion: str | None
+
+
+def dataset_name(prefix: str, language: str | None) -> str:
+    """``dataset_name('tacos', 'es-MX') == 'tacos-es-MX'``: one Argilla dataset per language variety."""
+    return f"{prefix}-{language or 'und'}"
+
+
+def context_markdown(image: ImageRow, ui: UIText) -> str:
+    labels = ui.texts["context"]
+    lines = []
+    if image.country:
+        lines.append(f"**{labels['country']}:** {country_name(image.country, ui.language)} ({image.country})")
+    if image.region:
+        lines.append(f"**{labels['region']}:** {image.region}")
+    if image.category:
+        lines.append(f"**{labels['category']}:** {image.category}")
+    if image.language:
+        lines.append(f"**{labels['language']}:** {image.language}")
+    if image.cultural_context:
+        lines.append(f"**{labels['notes']}:** {image.cultural_context}")
+    return "\n\n".join(lines)
+
+
+def image_data_uri(path: Path, max_side: int) -> str:
+    """The image as a JPEG data URI no larger than ``max_side``: what Argilla's ImageField displays."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _shuffled(drafts: list[DraftRecord], record_id: str, seed: int) -> list[DraftRecord]:
+    ordered = sorted(drafts, key=lambda d: d.cache_key)
+    rng = random.Random(int(hashlib.sha256(f"{seed}:{record_id}".encode()).hexdigest()[:12], 16))
+    rng.shuffle(ordered)
+    return ordered
+
+
+def _best_candidate(drafts: list[DraftRecord]) -> DraftRecord | None:
+    """The pre-filled correction: the most confident cultural candidate (reviewers edit rather than type)."""
+    cultural = [d for d in drafts if d.strategy == "cultural"] or drafts
+    return max(cultural, key=lambda d: (d.confidence or 0.0, -d.variant), default=None)
+
+
+def build_records(workspace: Workspace, prefix: str, ui_dir: Path, seed: int) -> list[ReviewRecord]:
+    """One record per image that has drafted candidates; images of every language, grouped later by dataset."""
+    drafts_by_image: dict[str, list[DraftRecord]] = {}
+    for draft in workspace.drafts(status="done"):
+        drafts_by_image.setdefault(draft.image_id, []).append(draft)
+    records = []
+    for image in workspace.images(status="ok"):
+        drafts = drafts_by_image.get(image.id)
+        if not drafts:
+            continue
+        ui = load_ui(ui_dir, image.language)
+        ordered = _shuffled(drafts, image.id, seed)
+        slots = {f"candidate_{n}": d.cache_key for n, d in enumerate(ordered, start=1)}
+        texts = {f"candidate_{n}": d.caption or "" for n, d in enumerate(ordered, start=1)}
+        best = _best_candidate(drafts)
+        records.append(
+            ReviewRecord(
+                dataset=dataset_name(prefix, image.language),
+                record_id=image.id,
+                image=image,
+                slots=slots,
+                texts=texts,
+                context=context_markdown(image, ui),
+                suggestion=best.caption if best else None,
+            )
+        )
+    return records

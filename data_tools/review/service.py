@@ -1,0 +1,328 @@
+"""Review round-trips: push to and pull from Argilla, or export and import JSONL; then aggregate.
+
+Argilla is driven through its own SDK with a client passed in. Pulls read everything first and
+write to the workspace in one transaction at the end, so a server that dies mid-pull leaves the
+workspace exactly as it was. Records that already have responses are never re-logged on push, so
+an annotator's work can never be overwritten by a later push.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_tools.review.aggregate import aggregate_record
+from data_tools.review.config import ReviewConfig
+from data_tools.review.items import PROBLEM_LABELS, ReviewRecord, build_records, image_data_uri, load_ui
+from data_tools.workspace import ReviewItem, ReviewResponse, Workspace
+
+log = logging.getLogger("data_tools.review")
+
+
+class ReviewError(RuntimeError):
+    """A review operation that cannot proceed; the message says what to do."""
+
+
+@dataclass
+class PushSummary:
+    datasets: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> {logged, kept_answered}
+
+
+@dataclass
+class PullSummary:
+    responses: int = 0
+    new: int = 0
+    changed: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    unknown_records: int = 0
+    decisions: dict[str, int] = field(default_factory=dict)
+
+
+def ranking_from_value(value: Any) -> dict[str, int]:
+    """Slot ranks from what Argilla or a JSONL file holds: an ordered list of slots or ``[{value, rank}]``."""
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): int(v) for k, v in value.items()}
+    ranks = {}
+    for position, entry in enumerate(value, start=1):
+        if isinstance(entry, dict):
+            ranks[str(entry["value"])] = int(entry.get("rank") or position)
+        else:
+            ranks[str(entry)] = position
+    return ranks
+
+
+def response_from_values(
+    item: ReviewItem, user_id: str, username: str, status: str, values: dict[str, Any], source: str
+) -> ReviewResponse:
+    """Map one annotator's slot-level answers back to draft cache keys."""
+    slots = item.slots
+    ranking = {slots[s]: r for s, r in ranking_from_value(values.get("ranking")).items() if s in slots}
+    chosen = set(values.get("appropriate") or [])
+    acceptable = {key: slot in chosen for slot, key in slots.items()} if status == "submitted" else {}
+    problems = [p for p in (values.get("problems") or []) if p in PROBLEM_LABELS]
+    correction = values.get("correction")
+    return ReviewResponse(
+        dataset=item.dataset, record_id=item.record_id, image_id=item.image_id, user_id=user_id, username=username,
+        status=status, ranking=ranking, acceptable=acceptable, problems=problems,
+        correction=correction.strip() if isinstance(correction, str) and correction.strip() else None,
+        raw={"status": status, "values": values}, source=source,
+    )  # fmt: skip
+
+
+class ReviewService:
+    """The review stage's operations on one workspace."""
+
+    def __init__(self, workspace: Workspace, config: ReviewConfig) -> None:
+        self.ws = workspace
+        self.config = config
+        self.prefix = config.dataset_prefix or workspace.root.resolve().name
+
+    def records(self) -> list[ReviewRecord]:
+        records = build_records(self.ws, self.prefix, self.config.ui_dir, self.config.shuffle_seed)
+        if not records:
+            raise ReviewError("no drafted candidates to review: run `mirada draft` first")
+        return records
+
+    # -- Argilla ---------------------------------------------------------------------------------
+    def settings(self, language: str | None, candidates: int) -> Any:
+        import argilla as rg
+
+        ui = load_ui(self.config.ui_dir, language)
+        t = ui.texts
+        slots = {f"candidate_{n}": t["fields"]["candidate"].format(n=n) for n in range(1, candidates + 1)}
+        q = t["questions"]
+        return rg.Settings(
+            guidelines=ui.guidelines,
+            fields=[
+                rg.ImageField("image", title=t["fields"]["image"]),
+                rg.TextField("context", title=t["fields"]["context"], use_markdown=True),
+                *[
+                    rg.TextField(slot, title=title, required=n <= 2)
+                    for n, (slot, title) in enumerate(slots.items(), 1)
+                ],
+            ],
+            questions=[
+                rg.RankingQuestion(
+                    "ranking",
+                    values=slots,
+                    title=q["ranking"]["title"],
+                    description=q["ranking"]["description"],
+                ),
+                rg.MultiLabelQuestion(
+                    "appropriate",
+                    labels=slots,
+                    title=q["appropriate"]["title"],
+                    description=q["appropriate"]["description"],
+                    required=False,
+                ),
+                rg.MultiLabelQuestion(
+                    "problems",
+                    labels=q["problems"]["labels"],
+                    title=q["problems"]["title"],
+                    description=q["problems"]["description"],
+                    required=False,
+                ),
+                rg.TextQuestion(
+                    "correction",
+                    title=q["correction"]["title"],
+                    description=q["correction"]["description"],
+                    required=False,
+                    use_markdown=False,
+                ),
+            ],
+            metadata=[
+                rg.TermsMetadataProperty("country"),
+                rg.TermsMetadataProperty("language"),
+                rg.TermsMetadataProperty("category"),
+            ],
+            distribution=rg.TaskDistribution(min_submitted=self.config.min_submitted),
+        )
+
+    def _dataset(self, client: Any, name: str, language: str | None, candidates: int, create: bool) -> Any:
+        import warnings
+
+        import argilla as rg
+
+        workspace = client.workspaces(self.config.argilla_workspace)
+        if workspace is None:
+            if not create:
+                raise ReviewError(f"Argilla has no workspace {self.config.argilla_workspace!r}")
+            workspace = rg.Workspace(name=self.config.argilla_workspace, client=client).create()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "dataset not found" is an expected answer here
+            dataset = client.datasets(name=name, workspace=workspace)
+        if dataset is None:
+            if not create:
+                raise ReviewError(
+                    f"Argilla has no dataset {name!r} in workspace {workspace.name!r}; push first"
+                )
+            dataset = rg.Dataset(
+                name=name, workspace=workspace, settings=self.settings(language, candidates), client=client
+            )
+            dataset.create()
+        return dataset
+
+    def push(self, client: Any) -> PushSummary:
+        """Create or update one dataset per language; upsert records that nobody has answered yet."""
+        import argilla as rg
+
+        summary = PushSummary()
+        by_dataset: dict[str, list[ReviewRecord]] = defaultdict(list)
+        for record in self.records():
+            by_dataset[record.dataset].append(record)
+        for name, records in sorted(by_dataset.items()):
+            language = records[0].image.language
+            dataset = self._dataset(client, name, language, max(len(r.slots) for r in records), create=True)
+            slots_available = {f.name for f in dataset.fields if f.name.startswith("candidate_")}
+            answered = {str(r.id) for r in dataset.records(with_responses=True) if len(list(r.responses)) > 0}
+            to_log = [r for r in records if r.record_id not in answered]
+            rg_records = []
+            for record in to_log:
+                slots = {s: k for s, k in record.slots.items() if s in slots_available}
+                if len(slots) < len(record.slots):
+                    log.warning(
+                        "%s: %d candidates, the dataset has room for %d",
+                        record.record_id[:12],
+                        len(record.slots),
+                        len(slots),
+                    )
+                    record.slots = slots
+                fields = {"image": image_data_uri(self.ws.image_path(record.image), self.config.image_max_side),
+                          "context": record.context, **{s: record.texts[s] for s in slots}}  # fmt: skip
+                suggestions = (
+                    [rg.Suggestion("correction", record.suggestion, agent="mirada-draft")]
+                    if record.suggestion
+                    else []
+                )
+                metadata = {k: v for k, v in (("country", record.image.country), ("language", record.image.language),
+                                              ("category", record.image.category)) if v}  # fmt: skip
+                rg_records.append(
+                    rg.Record(id=record.record_id, fields=fields, metadata=metadata, suggestions=suggestions)
+                )
+            if rg_records:
+                dataset.records.log(rg_records)
+            self.ws.save_review_items([ReviewItem(name, r.record_id, r.image.id, r.slots) for r in to_log])
+            summary.datasets[name] = {"logged": len(rg_records), "kept_answered": len(records) - len(to_log)}
+        return summary
+
+    def pull(self, client: Any) -> PullSummary:
+        """Fetch every response of every pushed record, then store them and the decisions at once."""
+        items = self.ws.review_items()
+        if not items:
+            raise ReviewError("nothing was pushed from this workspace: run `mirada review push` first")
+        usernames = {str(user.id): user.username for user in client.users}
+        responses: list[ReviewResponse] = []
+        summary = PullSummary()
+        for name in sorted({dataset for dataset, _ in items}):
+            dataset = self._dataset(client, name, None, 0, create=False)
+            for record in dataset.records(with_responses=True):
+                item = items.get((name, str(record.id)))
+                if item is None:
+                    summary.unknown_records += 1
+                    continue
+                values: dict[str, dict[str, Any]] = defaultdict(dict)
+                statuses: dict[str, str] = {}
+                for response in record.responses:
+                    user = str(response.user_id)
+                    values[user][response.question_name] = response.value
+                    statuses[user] = getattr(response.status, "value", str(response.status))
+                for user, answer in values.items():
+                    if statuses[user] == "draft" and not self.config.include_drafts:
+                        continue
+                    responses.append(
+                        response_from_values(
+                            item, user, usernames.get(user, user), statuses[user], answer, "argilla"
+                        )
+                    )
+        return self._store(responses, summary)
+
+    # -- JSONL round-trip ------------------------------------------------------------------------
+    def export_jsonl(self, path: Path) -> int:
+        """Write one task per record (image path, context, anonymous candidates) for annotation elsewhere."""
+        records = self.records()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as handle:
+            for record in records:
+                task = {
+                    "dataset": record.dataset,
+                    "record_id": record.record_id,
+                    "image": str(self.ws.image_path(record.image).resolve()),
+                    "language": record.image.language,
+                    "context": record.context,
+                    "candidates": record.texts,
+                    "suggested_correction": record.suggestion,
+                    "answer_with": {"ranking": "slots best first", "appropriate": "slots", "problems": list(PROBLEM_LABELS),
+                                    "correction": "text or null", "status": "submitted | discarded"},
+                }  # fmt: skip
+                handle.write(json.dumps(task, ensure_ascii=False) + "\n")
+        self.ws.save_review_items([ReviewItem(r.dataset, r.record_id, r.image.id, r.slots) for r in records])
+        return len(records)
+
+    def import_jsonl(self, path: Path) -> PullSummary:
+        """Read responses (one JSON object per line: dataset, record_id, user, status, ranking, …)."""
+        items = self.ws.review_items()
+        responses, problems = [], []
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    key = (row["dataset"], row["record_id"])
+                    user = str(row["user"])
+                    status = row.get("status", "submitted")
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    problems.append(f"{path.name} line {number}: {type(exc).__name__}: {exc}")
+                    continue
+                if status not in ("submitted", "discarded", "draft"):
+                    problems.append(
+                        f"{path.name} line {number}: status {status!r} is not submitted/discarded/draft"
+                    )
+                    continue
+                item = items.get(key)
+                if item is None:
+                    problems.append(
+                        f"{path.name} line {number}: record {key[1][:12]}… of {key[0]} was never exported"
+                    )
+                    continue
+                unknown = set(ranking_from_value(row.get("ranking"))) - set(item.slots)
+                if unknown:
+                    problems.append(f"{path.name} line {number}: unknown candidate slots {sorted(unknown)}")
+                    continue
+                responses.append(response_from_values(item, user, user, status, row, "import"))
+        if problems:
+            raise ReviewError(
+                "the review file has errors; nothing was imported:\n  " + "\n  ".join(problems[:20])
+            )
+        return self._store(responses, PullSummary())
+
+    # -- storing and aggregating ------------------------------------------------------------------
+    def _store(self, responses: list[ReviewResponse], summary: PullSummary) -> PullSummary:
+        summary.responses = len(responses)
+        for response in responses:
+            summary.by_status[response.status] = summary.by_status.get(response.status, 0) + 1
+        summary.new, summary.changed = self.ws.save_review_responses(responses)
+        summary.decisions = self.aggregate()
+        return summary
+
+    def aggregate(self) -> dict[str, int]:
+        """Recompute every record's decision from all stored responses; returns counts by decision status."""
+        items = self.ws.review_items()
+        grouped: dict[tuple[str, str], list[ReviewResponse]] = defaultdict(list)
+        for response in self.ws.review_responses():
+            grouped[(response.dataset, response.record_id)].append(response)
+        decisions, counts = [], defaultdict(int)
+        for key, item in items.items():
+            decision = aggregate_record(
+                grouped.get(key, []), list(item.slots.values()), self.config.aggregation
+            )
+            counts[decision["status"]] += 1
+            decisions.append((key[0], key[1], item.image_id, decision))
+        self.ws.save_review_decisions(decisions, self.config.aggregation.model_dump())
+        return dict(counts)

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "data_tools.review.cli:main",
         "push drafts to Argilla for people to rank/correct; pull, agreement, export/import",
     ),
+    "prefs": ("data_tools.prefs.cli:main", "build TRL image-preference datasets (DPO, KTO, SFT) + Dataset Card"),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }

@@ -7,7 +7,7 @@ EXTRAS ?= all,dev
 DEMO_DIR ?= demo
 STAMP := $(VENV)/.mirada-installed
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo test lint bench setup clean argilla
 
 setup: $(STAMP)
 
@@ -42,6 +42,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_collect.py
 	$(BIN)/python tests/benchmarks/bench_draft.py
+
+# A real argilla-server on 127.0.0.1:6900 (own venv in .cache/, built once) to try the review UI by hand.
+argilla:
+	$(PYTHON) scripts/argilla_server.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -23,8 +23,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "data_tools.review.cli:main",
         "push drafts to Argilla for people to rank/correct; pull, agreement, export/import",
     ),
-    "prefs": ("data_tools.prefs.cli:main", "build TRL image-preference datasets (DPO, KTO, SFT) + Dataset Card"),
-    "train": ("vlm.train.cli:main", "align a VLM with QLoRA SFT/DPO/KTO through TRL, with emissions and a Model Card"),
+    "prefs": (
+        "data_tools.prefs.cli:main",
+        "build TRL image-preference datasets (DPO, KTO, SFT) + Dataset Card",
+    ),
+    "train": (
+        "vlm.train.cli:main",
+        "align a VLM with QLoRA SFT/DPO/KTO through TRL, with emissions and a Model Card",
+    ),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }

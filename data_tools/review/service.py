@@ -75,6 +75,33 @@ def response_from_values(
     )  # fmt: skip
 
 
+def _responses_of(client: Any, dataset_id: Any, page: int = 200) -> Any:
+    """``(external_id, [(user_id, status, {question: value})])`` per record, page by page.
+
+    Read through the SDK's API layer (``client.api.records.list``), not ``dataset.records(...)``:
+    argilla 2.8's record resource crashes on a response that has no values, which is exactly what
+    the web UI sends when an annotator presses Discard.
+    """
+    offset = 0
+    while True:
+        models = client.api.records.list(
+            dataset_id, offset=offset, limit=page, with_suggestions=False, with_responses=True
+        )
+        for model in models:
+            answers = []
+            for response in model.responses or []:
+                values = {
+                    question: (value or {}).get("value")
+                    for question, value in (response.values or {}).items()
+                }
+                status = getattr(response.status, "value", str(response.status))
+                answers.append((str(response.user_id), status, values))
+            yield str(model.external_id), answers
+        if len(models) < page:
+            return
+        offset += page
+
+
 class ReviewService:
     """The review stage's operations on one workspace."""
 
@@ -180,7 +207,7 @@ class ReviewService:
             language = records[0].image.language
             dataset = self._dataset(client, name, language, max(len(r.slots) for r in records), create=True)
             slots_available = {f.name for f in dataset.fields if f.name.startswith("candidate_")}
-            answered = {str(r.id) for r in dataset.records(with_responses=True) if len(list(r.responses)) > 0}
+            answered = {external_id for external_id, answers in _responses_of(client, dataset.id) if answers}
             to_log = [r for r in records if r.record_id not in answered]
             rg_records = []
             for record in to_log:
@@ -221,24 +248,16 @@ class ReviewService:
         summary = PullSummary()
         for name in sorted({dataset for dataset, _ in items}):
             dataset = self._dataset(client, name, None, 0, create=False)
-            for record in dataset.records(with_responses=True):
-                item = items.get((name, str(record.id)))
+            for external_id, answers in _responses_of(client, dataset.id):
+                item = items.get((name, external_id))
                 if item is None:
                     summary.unknown_records += 1
                     continue
-                values: dict[str, dict[str, Any]] = defaultdict(dict)
-                statuses: dict[str, str] = {}
-                for response in record.responses:
-                    user = str(response.user_id)
-                    values[user][response.question_name] = response.value
-                    statuses[user] = getattr(response.status, "value", str(response.status))
-                for user, answer in values.items():
-                    if statuses[user] == "draft" and not self.config.include_drafts:
+                for user, status, values in answers:
+                    if status == "draft" and not self.config.include_drafts:
                         continue
                     responses.append(
-                        response_from_values(
-                            item, user, usernames.get(user, user), statuses[user], answer, "argilla"
-                        )
+                        response_from_values(item, user, usernames.get(user, user), status, values, "argilla")
                     )
         return self._store(responses, summary)
 

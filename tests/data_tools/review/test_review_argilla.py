@@ -1,0 +1,224 @@
+"""Push, annotate through the REST API as the web UI does, pull — against a real argilla-server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from data_tools.review.cli import connect
+from data_tools.review.config import ReviewConfig
+from data_tools.review.service import ReviewService
+from data_tools.stage_args import UserError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def drafted(collected, server):
+    from tests.data_tools.draft.draft_helpers import run_draft
+
+    run_draft(collected, server)
+    return collected
+
+
+@pytest.fixture
+def review(drafted, argilla_server, monkeypatch, request):
+    """A review service whose datasets are unique to this test (the server lives for the session)."""
+    monkeypatch.setenv("ARGILLA_API_URL", argilla_server.url)
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.owner_api_key)
+    prefix = "t" + str(abs(hash(request.node.name)) % 10**8)
+    config = ReviewConfig(dataset_prefix=prefix, argilla_workspace=argilla_server.workspace)
+    return ReviewService(drafted, config), connect(config)
+
+
+def annotate(
+    argilla_server, username: str, server_id: str, values: dict | None, status: str = "submitted"
+) -> None:
+    """Answer a record as the web UI does: POST /api/v1/records/{server id}/responses."""
+    body: dict = {"status": status}
+    if values is not None:
+        body["values"] = {name: {"value": value} for name, value in values.items()}
+    response = httpx.post(
+        f"{argilla_server.url}/api/v1/records/{server_id}/responses",
+        json=body,
+        headers={"X-Argilla-Api-Key": argilla_server.annotators[username]},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+
+
+def server_ids(client, name: str, workspace: str) -> dict[str, str]:
+    dataset = client.datasets(name=name, workspace=workspace)
+    return {str(r.id): str(r._server_id) for r in dataset.records()}
+
+
+def ranking(*slots: str) -> list[dict]:
+    return [{"value": slot, "rank": n} for n, slot in enumerate(slots, start=1)]
+
+
+def test_push_creates_one_dataset_per_variety_and_is_idempotent(review, argilla_server):
+    service, client = review
+    summary = service.push(client)
+    assert len(summary.datasets) == 10  # 11 images in 10 varieties (two es-MX images)
+    name = f"{service.prefix}-es-MX"
+    assert summary.datasets[name] == {"logged": 2, "kept_answered": 0}
+    dataset = client.datasets(name=name, workspace=argilla_server.workspace)
+    assert [f.name for f in dataset.fields] == [
+        "image",
+        "context",
+        "candidate_1",
+        "candidate_2",
+        "candidate_3",
+        "candidate_4",
+    ]
+    assert {q.name for q in dataset.questions} == {"ranking", "appropriate", "problems", "correction"}
+    assert dataset.distribution.min_submitted == 2
+    assert "Pautas de revisión" in dataset.guidelines
+    assert (
+        "Diretrizes"
+        in client.datasets(name=f"{service.prefix}-pt-BR", workspace=argilla_server.workspace).guidelines
+    )
+    records = list(dataset.records(with_suggestions=True))
+    assert len(records) == 2
+    record = records[0]
+    image = record.fields["image"]  # sent as a data URI; the SDK hands it back decoded
+    assert getattr(image, "format", None) == "JPEG" and max(image.size) <= 768
+    assert "México" in record.fields["context"]
+    assert record.metadata["country"] == "MX"
+    assert record.suggestions["correction"].value
+    text = " ".join(str(v) for v in record.fields.values())
+    assert "cultural" not in text.lower().split() and "perturbed" not in text
+    again = service.push(client)
+    assert again.datasets[name] == {"logged": 2, "kept_answered": 0}
+    assert len(list(dataset.records())) == 2  # upserted by id, not duplicated
+
+
+def test_responses_come_back_whole_and_pull_is_idempotent(review, argilla_server):
+    service, client = review
+    service.push(client)
+    name = f"{service.prefix}-es-MX"
+    ids = server_ids(client, name, argilla_server.workspace)
+    first, second = sorted(ids)
+    annotate(argilla_server, "ana", ids[first], {
+        "ranking": ranking("candidate_2", "candidate_1", "candidate_4", "candidate_3"),
+        "appropriate": ["candidate_2"], "problems": ["stereotype", "wrong_variety"], "correction": "Tacos al pastor, bien servidos.",
+    })  # fmt: skip
+    annotate(argilla_server, "bruno", ids[first], {
+        "ranking": ranking("candidate_2", "candidate_4", "candidate_1", "candidate_3"), "appropriate": ["candidate_2", "candidate_4"],
+    })  # fmt: skip
+    annotate(argilla_server, "ana", ids[second], None, status="discarded")
+    annotate(argilla_server, "bruno", ids[second], {"ranking": ranking("candidate_1", "candidate_2", "candidate_3", "candidate_4")},
+             status="draft")  # fmt: skip
+    summary = service.pull(client)
+    assert summary.by_status == {"submitted": 2, "discarded": 1}  # the draft is not pulled by default
+    assert (summary.new, summary.changed) == (3, 0)
+    item = service.ws.review_items(name)[(name, first)]
+    stored = {r.username: r for r in service.ws.review_responses(name) if r.record_id == first}
+    ana = stored["ana"]
+    assert ana.ranking == {item.slots["candidate_2"]: 1, item.slots["candidate_1"]: 2, item.slots["candidate_4"]: 3,
+                           item.slots["candidate_3"]: 4}  # fmt: skip
+    assert (
+        ana.acceptable[item.slots["candidate_2"]] is True
+        and ana.acceptable[item.slots["candidate_1"]] is False
+    )
+    assert (
+        ana.problems == ["stereotype", "wrong_variety"]
+        and ana.correction == "Tacos al pastor, bien servidos."
+    )
+    assert stored["bruno"].correction is None
+    decision = next(d for d in service.ws.review_decisions() if d["record_id"] == first)
+    assert decision["ranking"][0] == item.slots["candidate_2"]
+    assert decision["correction"] == "Tacos al pastor, bien servidos."
+    assert (
+        decision["acceptable"][item.slots["candidate_4"]] is False
+        and item.slots["candidate_4"] in decision["disputed"]
+    )
+    other = next(d for d in service.ws.review_decisions() if d["record_id"] == second)
+    assert other["status"] == "discarded"
+    again = service.pull(client)
+    assert (again.new, again.changed) == (0, 0)
+    # the agreement on the one overlapping record is computed from these answers
+    from data_tools.review.cli import review_status
+
+    status = review_status(service.ws, service.config)
+    assert status["agreement"]["overlap_records"] == 1
+    assert status["progress"]["per_annotator"]["ana"] == {"submitted": 1, "discarded": 1}
+    assert Path(status["chart"]).is_file()
+
+
+def test_push_never_overwrites_an_answered_record(review, argilla_server):
+    service, client = review
+    service.push(client)
+    name = f"{service.prefix}-pt-BR"
+    ((record_id, server_id),) = server_ids(client, name, argilla_server.workspace).items()
+    annotate(
+        argilla_server,
+        "ana",
+        server_id,
+        {"ranking": ranking("candidate_1", "candidate_2", "candidate_3", "candidate_4")},
+    )
+    before = dict(service.ws.review_items(name)[(name, record_id)].slots)
+    service.config.shuffle_seed = 99  # a new shuffle would change what an answered record shows
+    summary = service.push(client)
+    assert summary.datasets[name] == {"logged": 0, "kept_answered": 1}
+    assert service.ws.review_items(name)[(name, record_id)].slots == before
+    record = next(
+        iter(client.datasets(name=name, workspace=argilla_server.workspace).records(with_responses=True))
+    )
+    assert len(list(record.responses)) == 1
+
+
+def test_server_down_mid_pull_leaves_workspace_unchanged(review, argilla_server):
+    service, client = review
+    service.push(client)
+    name = f"{service.prefix}-ca"
+    ((_, server_id),) = server_ids(client, name, argilla_server.workspace).items()
+    annotate(
+        argilla_server,
+        "ana",
+        server_id,
+        {"ranking": ranking("candidate_1", "candidate_2", "candidate_3", "candidate_4")},
+    )
+    import data_tools.review.service as module
+
+    original = module._responses_of
+    calls = []
+
+    def responses_then_die(client, dataset_id, page=200):
+        calls.append(dataset_id)
+        if len(calls) == 3:  # the server dies while the third dataset is being read
+            argilla_server.stop(kill=True)
+        return original(client, dataset_id, page)
+
+    module._responses_of = responses_then_die
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - whatever the SDK raises for a dead server
+            service.pull(client)
+    finally:
+        module._responses_of = original
+        argilla_server.start()
+    assert service.ws.review_responses() == [] and service.ws.review_decisions() == []
+    summary = service.pull(connect(service.config))
+    assert summary.by_status == {"submitted": 1}
+
+
+def test_cli_errors_for_wrong_key_and_down_server(drafted, argilla_server):
+    env = {**os.environ, "ARGILLA_API_URL": argilla_server.url, "ARGILLA_API_KEY": "not-a-key-123"}
+    result = subprocess.run([sys.executable, "-m", "data_tools.review", "push", "-w", str(drafted.root)],
+                            capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "401" in result.stderr or "rejected" in result.stderr
+    assert "not-a-key-123" not in result.stderr
+    env["ARGILLA_API_URL"] = "http://127.0.0.1:9"  # nothing listens there
+    result = subprocess.run([sys.executable, "-m", "data_tools.review", "pull", "-w", str(drafted.root)],
+                            capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
+    assert (
+        result.returncode == 2 and "cannot use Argilla" in result.stderr and "Traceback" not in result.stderr
+    )
+    with pytest.raises(UserError, match="ARGILLA_API_URL"):
+        connect(ReviewConfig())

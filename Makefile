@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(BIN)/mirada review simulate --workspace $(DEMO_DIR)/workspace --file $(DEMO_DIR)/simulated_answers.jsonl
 	$(BIN)/mirada review import --workspace $(DEMO_DIR)/workspace --file $(DEMO_DIR)/simulated_answers.jsonl
 	$(BIN)/mirada review status --workspace $(DEMO_DIR)/workspace
+	$(BIN)/mirada prefs --workspace $(DEMO_DIR)/workspace --config configs/prefs.yaml --name mirada_demo
 	$(BIN)/mirada status --workspace $(DEMO_DIR)/workspace
 	$(BIN)/mirada export --workspace $(DEMO_DIR)/workspace
 

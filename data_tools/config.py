@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import to_jsonable_python
 
 T = TypeVar("T", bound="StageConfig")
 
@@ -120,7 +121,7 @@ def describe_config(cls: type[BaseModel], prefix: str = "") -> str:
             lines.append(f"{prefix}{name}:  # {info.description or ''}".rstrip())
             lines.append(describe_config(annotation, prefix + "  "))
             continue
-        default = info.get_default(call_default_factory=True)
+        default = to_jsonable_python(info.get_default(call_default_factory=True))  # Paths, nested models
         rendered = yaml.safe_dump(default, default_flow_style=True, allow_unicode=True).strip()
         rendered = rendered.removesuffix("\n...").removesuffix("...").strip()
         lines.append(f"{prefix}{name}: {rendered}  # {info.description or ''}".rstrip())

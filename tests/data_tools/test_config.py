@@ -49,3 +49,12 @@ def test_shipped_config_is_valid():
     root = Path(__file__).resolve().parents[2]
     config = load_config(CollectConfig, root / "configs" / "collect.yaml")
     assert config.metadata.required == ["language", "country"]
+
+
+@pytest.mark.parametrize("module", ["data_tools.draft.config:DraftConfig", "data_tools.review.config:ReviewConfig"])
+def test_every_stage_config_describes_itself(module):
+    import importlib
+
+    name, attr = module.split(":")
+    text = describe_config(getattr(importlib.import_module(name), attr))
+    assert ("prompts_dir: " in text) or ("ui_dir: " in text)

@@ -11,12 +11,9 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+from data_tools.workspace._base import StoreMixin, now
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ class DraftRecord:
         return cls(**data)
 
 
-class DraftStoreMixin:
+class DraftStoreMixin(StoreMixin):
     """Draft and ledger access for :class:`~data_tools.workspace.store.Workspace`."""
 
     def _query(
@@ -104,7 +101,7 @@ class DraftStoreMixin:
                 (
                     run_id, call.cache_key, call.image_id, call.backend, call.model, call.status, call.http_status,
                     call.input_tokens, call.output_tokens, call.billed_input_tokens, call.billed_output_tokens,
-                    call.cost_usd, call.cost_upper_usd, call.latency_s, call.error, _now(),
+                    call.cost_usd, call.cost_upper_usd, call.latency_s, call.error, now(),
                 ),
             )  # fmt: skip
             if draft is not None:
@@ -133,7 +130,7 @@ class DraftStoreMixin:
                 draft.model, draft.prompt_version, draft.prompt_language, draft.prompt_sha256,
                 json.dumps(draft.params, sort_keys=True), draft.status, draft.caption,
                 json.dumps(draft.cultural_terms, ensure_ascii=False), draft.language, draft.confidence,
-                draft.raw_text, draft.attempts, draft.error, draft.cost_usd, run_id, _now(),
+                draft.raw_text, draft.attempts, draft.error, draft.cost_usd, run_id, now(),
             ),
         )  # fmt: skip
 

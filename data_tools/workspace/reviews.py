@@ -11,12 +11,9 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+from data_tools.workspace._base import StoreMixin, now
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ class ReviewResponse:
         )  # fmt: skip
 
 
-class ReviewStoreMixin:
+class ReviewStoreMixin(StoreMixin):
     """Review access for :class:`~data_tools.workspace.store.Workspace`."""
 
     def _query(
@@ -85,7 +82,7 @@ class ReviewStoreMixin:
                    ON CONFLICT(dataset, record_id) DO UPDATE SET slots_json = excluded.slots_json,
                      pushed_at = excluded.pushed_at""",
                 [
-                    (i.dataset, i.record_id, i.image_id, json.dumps(i.slots, sort_keys=True), _now())
+                    (i.dataset, i.record_id, i.image_id, json.dumps(i.slots, sort_keys=True), now())
                     for i in items
                 ],
             )
@@ -117,7 +114,7 @@ class ReviewStoreMixin:
                     (
                         r.dataset, r.record_id, r.image_id, r.user_id, r.username, r.status,
                         json.dumps(r.ranking, sort_keys=True), json.dumps(r.acceptable, sort_keys=True),
-                        json.dumps(r.problems, ensure_ascii=False), r.correction, raw, r.source, _now(),
+                        json.dumps(r.problems, ensure_ascii=False), r.correction, raw, r.source, now(),
                     ),
                 )  # fmt: skip
         return new, changed
@@ -147,7 +144,7 @@ class ReviewStoreMixin:
                         i,
                         json.dumps(dec, sort_keys=True, ensure_ascii=False),
                         json.dumps(policy, sort_keys=True),
-                        _now(),
+                        now(),
                     )
                     for d, r, i, dec in decisions
                 ],

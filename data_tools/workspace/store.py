@@ -15,20 +15,16 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from data_tools.records import ImageMetadata
+from data_tools.workspace._base import now
 from data_tools.workspace.drafts import DraftStoreMixin
 from data_tools.workspace.migrations import apply_migrations
 from data_tools.workspace.reviews import ReviewStoreMixin
 
 DB_NAME = "mirada.db"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -160,7 +156,7 @@ class Workspace(DraftStoreMixin, ReviewStoreMixin):
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO runs (stage, started_at, config_json) VALUES (?, ?, ?)",
-                (stage, _now(), json.dumps(config, sort_keys=True, default=str)),
+                (stage, now(), json.dumps(config, sort_keys=True, default=str)),
             )
             return int(cursor.lastrowid or 0)
 
@@ -168,7 +164,7 @@ class Workspace(DraftStoreMixin, ReviewStoreMixin):
         with self.transaction() as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, status = ?, summary_json = ? WHERE id = ?",
-                (_now(), status, json.dumps(summary, sort_keys=True, default=str), run_id),
+                (now(), status, json.dumps(summary, sort_keys=True, default=str), run_id),
             )
 
     def runs(self, stage: str | None = None) -> list[dict[str, Any]]:
@@ -213,7 +209,7 @@ class Workspace(DraftStoreMixin, ReviewStoreMixin):
                ON CONFLICT(input_key) DO UPDATE SET fingerprint = excluded.fingerprint,
                  outcome = excluded.outcome, image_id = excluded.image_id, reason = excluded.reason,
                  detail = excluded.detail, run_id = excluded.run_id, updated_at = excluded.updated_at""",
-            (input_key, fingerprint, outcome, image_id, reason, detail, run_id, _now()),
+            (input_key, fingerprint, outcome, image_id, reason, detail, run_id, now()),
         )
 
     def rejections(self) -> list[InputRow]:
@@ -264,7 +260,7 @@ class Workspace(DraftStoreMixin, ReviewStoreMixin):
                         meta.region, meta.category, meta.cultural_context,
                         json.dumps(meta.reference_captions, ensure_ascii=False), meta.license, meta.author,
                         source, meta.source_id, meta.source_url, int(meta.publishable),
-                        json.dumps(meta.flags), run_id, _now(),
+                        json.dumps(meta.flags), run_id, now(),
                     ),
                 )  # fmt: skip
             db.execute(

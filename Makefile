@@ -29,6 +29,10 @@ demo: $(STAMP)
 	$(BIN)/mirada review import --workspace $(DEMO_DIR)/workspace --file $(DEMO_DIR)/simulated_answers.jsonl
 	$(BIN)/mirada review status --workspace $(DEMO_DIR)/workspace
 	$(BIN)/mirada prefs --workspace $(DEMO_DIR)/workspace --config configs/prefs.yaml --name mirada_demo
+	$(BIN)/mirada train --config configs/train/tiny-qwen2_5_vl-dpo.yaml \
+		model_name_or_path=$(DEMO_DIR)/models/tiny-qwen2_5_vl \
+		dataset_name=$(DEMO_DIR)/workspace/exports/prefs/mirada_demo_image_dpo \
+		output_dir=$(DEMO_DIR)/runs/tiny-qwen2_5_vl-dpo
 	$(BIN)/mirada status --workspace $(DEMO_DIR)/workspace
 	$(BIN)/mirada export --workspace $(DEMO_DIR)/workspace
 
@@ -43,6 +47,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_collect.py
 	$(BIN)/python tests/benchmarks/bench_draft.py
+	$(BIN)/python tests/benchmarks/bench_train.py --tiny  # on a GPU machine: drop --tiny
 
 # A real argilla-server on 127.0.0.1:6900 (own venv in .cache/, built once) to try the review UI by hand.
 argilla:

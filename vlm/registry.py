@@ -1,0 +1,375 @@
+"""Per-family facts about vision-language models, in one registry.
+
+Why this exists: each VLM family differs in where its language model lives (``language_model`` vs
+``text_model``), which modules must stay unquantised (vision tower, projector, ``lm_head``), how its
+processor limits the image-token count, which extra packages its processor imports, and which TRL
+trainers can drive it. Spreading those facts as ``if model_type == …`` branches across the training,
+generation and evaluation code is how they drift apart (LLaMA-Factory moved from such chains to a
+registry for this reason, DESIGN §4b.4). Here a family is one :func:`register_model` call; everything
+else asks :func:`get_spec` or :func:`spec_for_model_type`, and an unknown name fails with the list of
+known ones.
+
+The trade-off: the registry holds *facts and small strategies* (regexes, a pixel-budget function), not
+model-loading code, so it stays importable without torch and its regexes are unit-tested against the
+module names of the offline tiny models (``vlm.tiny``), which share the real models' module layout.
+
+    >>> spec = get_spec("qwen2_5_vl")
+    >>> spec.hub_id
+    'Qwen/Qwen2.5-VL-7B-Instruct'
+    >>> is_skipped("model.visual.blocks.0.attn.qkv", spec.skip_modules)
+    True
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch/transformers stay lazy: the CLI's --help and config validation need neither
+    from PIL import Image
+    from transformers import ProcessorMixin
+
+__all__ = [
+    "LM_LORA_TARGETS",
+    "METHODS",
+    "BudgetError",
+    "ModelSpec",
+    "count_image_tokens",
+    "get_spec",
+    "is_skipped",
+    "known_models",
+    "max_image_tokens",
+    "register_model",
+    "spec_for_model_type",
+]
+
+METHODS: tuple[str, ...] = ("sft", "dpo", "kto")
+
+LM_LORA_TARGETS = r".*(language_model|text_model).*\.(q|k|v|o|gate|up|down)_proj"
+"""LoRA on the language model's attention and MLP projections only (PEFT full-matches a string target).
+
+Vision towers have ``q_proj``/``gate_proj`` too (SigLIP, Qwen's ViT); they never contain
+``language_model``/``text_model`` in their names, so they stay frozen."""
+
+
+class BudgetError(ValueError):
+    """The processor cannot keep images within the requested image-token budget."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Skip-module semantics. transformers 5 matches ``llm_int8_skip_modules`` entries against a Linear's
+# full name from the *start*, up to a module boundary, as a regex, or as a suffix
+# (``transformers.quantizers.quantizers_utils.should_convert_module``). A bare ``"visual"`` therefore
+# does NOT skip ``model.visual.blocks.0.attn.qkv``: the vision tower gets quantised silently. Every
+# entry below is a regex anchored with ``.*`` so it matches at any depth (DESIGN §6.3).
+# ---------------------------------------------------------------------------------------------
+
+_BOUNDARY = r"(?:(?<=\.)|(?=\.|$))"
+
+
+def is_skipped(module_name: str, patterns: Iterable[str]) -> bool:
+    """Whether transformers 5 leaves ``module_name`` unquantised for these skip ``patterns``.
+
+    Same rule as ``should_convert_module`` (kept here so tests can pin the semantics we rely on):
+
+        >>> is_skipped("model.visual.blocks.0.attn.qkv", ["visual"])     # bare substring: quantised!
+        False
+        >>> is_skipped("model.visual.blocks.0.attn.qkv", [r".*visual"])
+        True
+    """
+    return any(
+        re.match(rf"(?:{pattern}){_BOUNDARY}", module_name) or module_name.endswith(pattern)
+        for pattern in patterns
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Image-token budgets. A budget caps the number of image tokens one image may become; it never raises
+# what the processor already allows (a tiny test processor stays tiny). Families whose token count is
+# fixed by architecture (LLaVA, Gemma 3, PaliGemma, LLaVA-NeXT's anyres grid, which the model config
+# also holds) are checked, not changed, and fail with the number they need.
+# ---------------------------------------------------------------------------------------------
+
+_PROBE_SHAPES: tuple[tuple[int, int], ...] = ((1, 1), (2, 1), (1, 2), (4, 3))
+_PROBE_SIDE = 2048
+
+
+def _probe_images(side: int = _PROBE_SIDE) -> list[Image.Image]:
+    """Large images of several aspect ratios: together they hit a processor's worst case."""
+    from PIL import Image
+
+    images = []
+    for w, h in _PROBE_SHAPES:
+        scale = side / max(w, h)
+        images.append(Image.new("RGB", (max(1, round(w * scale)), max(1, round(h * scale))), (128, 96, 64)))
+    return images
+
+
+def count_image_tokens(processor: ProcessorMixin, image: Image.Image, image_token_id: int) -> int:
+    """How many ``image_token_id`` tokens ``processor`` emits for one ``image`` in a chat prompt.
+
+    Goes through the processor's own chat template and expansion, so it is exact for every family
+    (Idefics3 tiling, LLaVA-NeXT anyres, Qwen's dynamic resolution) without re-deriving their maths.
+    """
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    encoded = processor(text=[text], images=[[image]], return_tensors="pt")
+    return int((encoded["input_ids"] == image_token_id).sum())
+
+
+def max_image_tokens(processor: ProcessorMixin, image_token_id: int) -> int:
+    """The most image tokens one image can become with ``processor`` (probed, not computed)."""
+    return max(count_image_tokens(processor, image, image_token_id) for image in _probe_images())
+
+
+def _size_get(size: Any, key: str) -> Any:
+    """Read a key from a transformers 5 ``SizeDict`` or a plain dict."""
+    return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+
+
+def _budget_qwen(processor: ProcessorMixin, budget: int, image_token_id: int) -> int:
+    """Qwen2/2.5-VL: ``size={"shortest_edge", "longest_edge"}`` are *pixel counts*; one image token
+    covers ``(patch_size * merge_size)²`` pixels. Caps ``longest_edge`` at ``budget`` tokens."""
+    ip = processor.image_processor
+    per_token = (ip.patch_size * ip.merge_size) ** 2
+    longest = min(int(_size_get(ip.size, "longest_edge")), budget * per_token)
+    shortest = min(int(_size_get(ip.size, "shortest_edge")), longest)
+    ip.size = {"shortest_edge": shortest, "longest_edge": longest}
+    return max_image_tokens(processor, image_token_id)
+
+
+def _budget_idefics3(processor: ProcessorMixin, budget: int, image_token_id: int) -> int:
+    """Idefics3/SmolVLM: images are resized to ``size.longest_edge`` and split into square tiles of
+    ``max_image_size.longest_edge`` plus one global view, ``image_seq_len`` tokens each. Shrinks the
+    tile grid until the worst case fits; a single global view is the floor."""
+    ip = processor.image_processor
+    tile = int(_size_get(ip.max_image_size, "longest_edge"))
+    tiles_per_side = math.ceil(int(_size_get(ip.size, "longest_edge")) / tile) if ip.do_image_splitting else 0
+    while True:
+        worst = max_image_tokens(processor, image_token_id)
+        if worst <= budget or tiles_per_side <= 0:
+            return worst
+        tiles_per_side -= 1
+        if tiles_per_side >= 1:
+            ip.size = {"longest_edge": tiles_per_side * tile}
+        else:
+            ip.do_image_splitting = False
+            ip.size = {"longest_edge": tile}
+
+
+def _budget_fixed(processor: ProcessorMixin, budget: int, image_token_id: int) -> int:
+    """Families whose image-token count is fixed by the checkpoint: nothing to adjust, only to check."""
+    return max_image_tokens(processor, image_token_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------------------------
+
+BudgetFn = Callable[["ProcessorMixin", int, int], int]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything Mirada needs to know about one VLM family.
+
+    ``skip_modules`` are transformers-5 skip regexes (vision tower, projector, ``lm_head``): those
+    modules stay unquantised and, without LoRA, frozen. ``budget`` caps a processor's image tokens
+    and returns the worst case after capping. ``requires`` are import names the processor needs
+    (checked only when the family is used). ``refusals`` maps a method to why TRL cannot train it.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    hub_id: str
+    display_name: str
+    license: str
+    skip_modules: tuple[str, ...]
+    default_max_image_tokens: int
+    budget: BudgetFn = _budget_fixed
+    lora_targets: str = LM_LORA_TARGETS
+    methods: frozenset[str] = frozenset(METHODS)
+    refusals: dict[str, str] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+    extra_special_tokens: tuple[str, ...] = ()
+    notes: str = ""
+
+    @property
+    def vision_modules(self) -> tuple[str, ...]:
+        """Skip patterns that name the vision side (tower + projector), i.e. all but ``lm_head``."""
+        return tuple(p for p in self.skip_modules if p != "lm_head")
+
+    def check_method(self, method: str) -> None:
+        """Raise ``ValueError`` with TRL's reason when this family cannot be trained with ``method``."""
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        if method not in self.methods:
+            reason = self.refusals.get(method, "TRL does not support it for this family")
+            supported = ", ".join(m for m in METHODS if m in self.methods)
+            raise ValueError(
+                f"{self.display_name} cannot be trained with {method.upper()}: {reason}. "
+                f"Supported here: {supported}."
+            )
+
+    def missing_requirements(self) -> list[str]:
+        """Import names this family's processor needs that are not installed."""
+        return [name for name in self.requires if importlib.util.find_spec(name) is None]
+
+    def apply_budget(self, processor: ProcessorMixin, max_tokens: int, image_token_id: int) -> int:
+        """Cap ``processor`` at ``max_tokens`` image tokens per image; return the worst case after.
+
+        Raises :class:`BudgetError` when the family cannot go that low (fixed-size encoders).
+        """
+        worst = self.budget(processor, max_tokens, image_token_id)
+        if worst > max_tokens:
+            raise BudgetError(
+                f"{self.display_name} turns one image into up to {worst} image tokens and its processor cannot "
+                f"be capped lower; set max_image_tokens to at least {worst}"
+            )
+        return worst
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_BY_MODEL_TYPE: dict[str, ModelSpec] = {}
+
+
+def register_model(**kwargs: Any) -> ModelSpec:
+    """Add a family (``register_model(name=…, model_types=…, skip_modules=…, …)``); returns its spec.
+
+    The first family registered for a ``model_type`` is the one :func:`spec_for_model_type` returns
+    (SmolVLM v1 checkpoints declare ``idefics3`` and are served by the Idefics3 entry).
+    """
+    spec = ModelSpec(**kwargs)
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model family {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    for model_type in spec.model_types:
+        _BY_MODEL_TYPE.setdefault(model_type, spec)
+    return spec
+
+
+def known_models() -> tuple[str, ...]:
+    """Registered family names, in registration order (the first is the default)."""
+    return tuple(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The family called ``name`` (or whose transformers ``model_type`` is ``name``)."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _BY_MODEL_TYPE:
+        return _BY_MODEL_TYPE[name]
+    raise ValueError(f"unknown model family {name!r}; known families: {', '.join(known_models())}")
+
+
+def spec_for_model_type(model_type: str) -> ModelSpec:
+    """The family serving a checkpoint whose ``config.json`` says ``model_type``."""
+    if model_type not in _BY_MODEL_TYPE:
+        known = ", ".join(sorted(_BY_MODEL_TYPE))
+        raise ValueError(
+            f"no registered family handles model_type {model_type!r} (known model types: {known}); "
+            "register it in vlm/registry.py"
+        )
+    return _BY_MODEL_TYPE[model_type]
+
+
+_QWEN_SKIP = (r".*visual", "lm_head")
+_IDEFICS_SKIP = (r".*vision_model", r".*connector", "lm_head")
+_TOWER_SKIP = (r".*vision_tower", r".*multi_modal_projector", "lm_head")
+_PALIGEMMA_REFUSAL = (
+    "TRL's vision preference collators call the processor without images for the completions and "
+    "PaliGemma's processor raises ValueError on that; train it with SFT, or pick another family"
+)
+
+register_model(
+    name="qwen2_5_vl",
+    model_types=("qwen2_5_vl",),
+    hub_id="Qwen/Qwen2.5-VL-7B-Instruct",
+    display_name="Qwen2.5-VL",
+    license="apache-2.0",
+    skip_modules=_QWEN_SKIP,
+    default_max_image_tokens=1024,
+    budget=_budget_qwen,
+    requires=("torchvision",),
+    notes="the processor holds a video processor, which needs torchvision; budget via size=pixel counts",
+)
+register_model(
+    name="qwen2_vl",
+    model_types=("qwen2_vl",),
+    hub_id="Qwen/Qwen2-VL-7B-Instruct",
+    display_name="Qwen2-VL",
+    license="apache-2.0",
+    skip_modules=_QWEN_SKIP,
+    default_max_image_tokens=1024,
+    budget=_budget_qwen,
+    requires=("torchvision",),
+    notes="as Qwen2.5-VL",
+)
+register_model(
+    name="idefics3",
+    model_types=("idefics3",),
+    hub_id="HuggingFaceM4/Idefics3-8B-Llama3",
+    display_name="Idefics3",
+    license="apache-2.0",
+    skip_modules=_IDEFICS_SKIP,
+    default_max_image_tokens=1024,
+    budget=_budget_idefics3,
+    notes="language model at model.text_model; image splitting multiplies image tokens",
+)
+register_model(
+    name="smolvlm",
+    model_types=("smolvlm",),
+    hub_id="HuggingFaceTB/SmolVLM2-2.2B-Instruct",
+    display_name="SmolVLM",
+    license="apache-2.0",
+    skip_modules=_IDEFICS_SKIP,
+    default_max_image_tokens=1024,
+    budget=_budget_idefics3,
+    requires=("torchvision", "num2words"),
+    notes="small, for quick real runs; the processor imports num2words and has a video processor",
+)
+register_model(
+    name="llava_next",
+    model_types=("llava_next",),
+    hub_id="llava-hf/llava-v1.6-mistral-7b-hf",
+    display_name="LLaVA-NeXT",
+    license="apache-2.0",
+    skip_modules=_TOWER_SKIP,
+    default_max_image_tokens=2928,
+    notes="anyres tiling: the image-token count depends on the aspect ratio and is fixed by the checkpoint",
+)
+register_model(
+    name="llava",
+    model_types=("llava",),
+    hub_id="llava-hf/llava-1.5-7b-hf",
+    display_name="LLaVA-1.5",
+    license="llama2",
+    skip_modules=_TOWER_SKIP,
+    default_max_image_tokens=576,
+)
+register_model(
+    name="gemma3",
+    model_types=("gemma3",),
+    hub_id="google/gemma-3-4b-it",
+    display_name="Gemma 3",
+    license="gemma",
+    skip_modules=_TOWER_SKIP,
+    default_max_image_tokens=256,
+    extra_special_tokens=("boi_token", "eoi_token", "image_token"),
+    notes="tokenizer needs boi/eoi/image extra special tokens; returns token_type_ids",
+)
+register_model(
+    name="paligemma",
+    model_types=("paligemma",),
+    hub_id="google/paligemma2-3b-pt-224",
+    display_name="PaliGemma 2",
+    license="gemma",
+    skip_modules=_TOWER_SKIP,
+    default_max_image_tokens=256,
+    methods=frozenset({"sft"}),
+    refusals={"dpo": _PALIGEMMA_REFUSAL, "kto": _PALIGEMMA_REFUSAL},
+)

@@ -1,0 +1,3 @@
+from vlm.train.cli import main
+
+raise SystemExit(main())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,14 +74,6 @@ class DraftRecord:
 
 class DraftStoreMixin(StoreMixin):
     """Draft and ledger access for :class:`~data_tools.workspace.store.Workspace`."""
-
-    def _query(
-        self, sql: str, params: Iterable[Any] = ()
-    ) -> list[sqlite3.Row]:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def transaction(self) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
 
     def draft_states(self) -> dict[str, tuple[str, int]]:
         """``cache_key -> (status, attempts)`` of every draft recorded so far."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,14 +55,6 @@ class ReviewResponse:
 
 class ReviewStoreMixin(StoreMixin):
     """Review access for :class:`~data_tools.workspace.store.Workspace`."""
-
-    def _query(
-        self, sql: str, params: Iterable[Any] = ()
-    ) -> list[sqlite3.Row]:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def transaction(self) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
 
     def review_items(self, dataset: str | None = None) -> dict[tuple[str, str], ReviewItem]:
         sql = "SELECT * FROM review_items" + (" WHERE dataset = ?" if dataset else "")

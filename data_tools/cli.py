@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 USAGE = """usage: mirada <command> [options]   (mirada <command> --help for details)
 
 Mirada turns a folder of photos into a culturally better captioning model:
-collect -> draft -> review -> prefs -> train -> eval -> demo, all on one workspace directory.
+collect -> draft -> review -> prefs -> train, all on one workspace directory.
 
 commands:
 {commands}

@@ -99,8 +99,14 @@ def _stable_int(*parts: object) -> int:
 
 
 def cache_key(image_id: str, backend: str, model: str, template_version: str, template_language: str,
-              strategy: str, variant: int, perturbation: str | None, params: dict[str, Any]) -> str:  # fmt: skip
-    """The identity of a draft: what changes the answer, nothing that does not."""
+              strategy: str, variant: int, perturbation: str | None, params: dict[str, Any],
+              context: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """The identity of a draft: what changes the answer, nothing that does not.
+
+    ``context`` (the image metadata the prompt shows) makes corrected metadata (a fixed country, new
+    notes) draft again instead of reusing captions that state the old facts. Template text is
+    covered by the prompt version instead, so a typo fix does not silently pay for a new round.
+    """
     blob = json.dumps(
         [
             image_id,
@@ -112,6 +118,7 @@ def cache_key(image_id: str, backend: str, model: str, template_version: str, te
             variant,
             perturbation,
             params,
+            context or {},
         ],
         sort_keys=True,
     )
@@ -200,7 +207,7 @@ class DraftRunner:
                             strategy, variant, None, params)  # fmt: skip
             return DraftJob(key, image, strategy, variant, None, None, "", "", empty, params, error=str(exc))
         key = cache_key(image.id, self.config.backend, self.config.model, template.version, template.language,
-                        strategy, variant, perturbation, params)  # fmt: skip
+                        strategy, variant, perturbation, params, context)  # fmt: skip
         tokens = estimate(
             template.system + prompt, image.width, image.height, self.config.detail, self.config.max_tokens
         )
@@ -257,7 +264,13 @@ class DraftRunner:
             async def worker() -> None:
                 while not state.stop and not queue.empty():
                     job = queue.get_nowait()
-                    outcome = await self._run_job(job, run_id, limiter, state, summary)
+                    try:
+                        outcome = await self._run_job(job, run_id, limiter, state, summary)
+                    except Exception as exc:  # one broken job (e.g. an image file gone) must not end the run
+                        log.error("%s failed unexpectedly: %s", job.cache_key[:12], exc)
+                        error = f"internal_error: {type(exc).__name__}: {redact(str(exc))}"
+                        self.ws.save_draft(self._draft(job, "failed", 0, 0.0, error=error), run_id)
+                        outcome = self._finish(job, "failed", "internal_error", summary)
                     if outcome == "not_started":
                         summary.not_started += 1
                         continue
@@ -330,17 +343,15 @@ class DraftRunner:
                     if attempts == 0
                     else self._give_up(job, run_id, attempts, job_cost, "run stopped", summary)
                 )
-            budget = self.config.budget_usd
-            if budget is not None and state.committed + state.reserved + upper > budget + 1e-12:
-                state.stop = state.budget_hit = True
+            await limiter.acquire(job.estimate.input_expected + job.estimate.output_expected)
+            if not await self._reserve(state, upper):
                 return (
                     "not_started"
                     if attempts == 0
                     else self._give_up(job, run_id, attempts, job_cost, "budget reached", summary)
                 )
-            state.reserved += upper
+            retry_delay: float | None = None
             try:
-                await limiter.acquire(job.estimate.input_expected + job.estimate.output_expected)
                 attempts += 1
                 summary.calls["sent"] += 1
                 began = time.perf_counter()
@@ -378,11 +389,14 @@ class DraftRunner:
                     if error.kind == "rate_limited":
                         limiter.pause(delay)
                     log.debug("retrying %s after %s in %.2fs", job.cache_key[:10], error.kind, delay)
-                    await asyncio.sleep(delay)
-                    continue
-                latency = time.perf_counter() - began
+                    retry_delay = delay
+                else:
+                    latency = time.perf_counter() - began
             finally:
-                state.reserved -= upper
+                state.reserved -= upper  # released before any backoff, so a waiting job does not block others
+            if retry_delay is not None:
+                await asyncio.sleep(retry_delay)
+                continue
             cost = self._cost(response, job.estimate)
             job_cost += cost
             state.add(cost, 0.0)
@@ -418,10 +432,29 @@ class DraftRunner:
             self.ws.record_call(call, run_id, draft)
             return self._finish(job, "done", None, summary)
 
+    async def _reserve(self, state: _RunState, upper: float) -> bool:
+        """Reserve ``upper`` USD against the budget; False once the budget cannot take this request.
+
+        Requests in flight hold reservations that mostly come back (actual cost is far below the
+        upper bound), so when only they stand in the way we wait for them instead of stopping.
+        """
+        budget = self.config.budget_usd
+        while budget is not None and state.committed + state.reserved + upper > budget + 1e-12:
+            if state.stop or state.committed + upper > budget + 1e-12:
+                state.stop = state.budget_hit = True
+                return False
+            await asyncio.sleep(0.02)
+        if state.stop:
+            return False
+        state.reserved += upper
+        return True
+
     def _give_up(
         self, job: DraftJob, run_id: int, attempts: int, cost: float, why: str, summary: DraftSummary
     ) -> str:
-        self.ws.save_draft(self._draft(job, "failed", 0, cost, error=f"{why} before a usable answer"), run_id)
+        self.ws.save_draft(
+            self._draft(job, "failed", attempts, cost, error=f"{why} before a usable answer"), run_id
+        )
         return self._finish(job, "failed", why.replace(" ", "_"), summary)
 
     @staticmethod

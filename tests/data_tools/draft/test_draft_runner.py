@@ -175,3 +175,35 @@ def test_image_without_template_fails_with_reason_without_a_call(collected, serv
     assert summary.failed == 4 and summary.failures == {"no_prompt_template": 4}
     assert len(server.chat_requests) == 0
     assert all("no prompt template" in d.error for d in collected.drafts(status="failed"))
+
+
+def test_in_flight_reservations_wait_instead_of_stopping_the_run(collected, server):
+    # Budget for ~3 upper-bound reservations at once, but far more actual spend: the run must not stop
+    # just because concurrent requests hold reservations.
+    runner = DraftRunner(collected, draft_config())
+    upper = runner.plan(limit=1)[0].estimate.cost(runner.price, upper=True)
+    server.latency_s = 0.05
+    summary = run_draft(collected, server, f"budget_usd={upper * 3.5}", "limits.concurrency=8")
+    spend = collected.spend()
+    assert spend["cost_usd"] <= upper * 3.5
+    assert summary.done > 8  # actual costs are far below the upper bound: many more than 3 fit
+
+
+def test_a_missing_image_file_fails_that_job_only(collected, server):
+    first = collected.images()[0]
+    collected.image_path(first).unlink()
+    summary = run_draft(collected, server)
+    assert summary.failures == {"internal_error": 4}
+    assert summary.done == CANDIDATES - 4
+    assert all("FileNotFoundError" in d.error for d in collected.drafts(status="failed"))
+
+
+def test_corrected_metadata_drafts_again(collected, server):
+    run_draft(collected, server, limit=1)
+    image = collected.images()[0]
+    collected._db.execute(
+        "UPDATE images SET cultural_context = 'Notas corregidas.' WHERE id = ?", (image.id,)
+    )
+    summary = run_draft(collected, server, limit=1)
+    assert summary.cached == 0 and summary.done == 4
+    assert any("Notas corregidas." in r.prompt for r in server.chat_requests[-4:])

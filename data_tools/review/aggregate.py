@@ -55,7 +55,9 @@ def aggregate_record(
             scores[key] = float(statistics.fmean(values))
     ranking = sorted(scores, key=lambda k: (scores[k], k))
     votes = {key: sum(bool(r.acceptable.get(key)) for r in submitted) for key in candidates}
-    total = len(submitted)
+    voters = {
+        key: sum(key in r.acceptable for r in submitted) for key in candidates
+    }  # who answered the question
     corrections = [r.correction.strip() for r in submitted if r.correction and r.correction.strip()]
     problems = Counter(label for r in submitted for label in r.problems)
     decision.update(
@@ -63,9 +65,9 @@ def aggregate_record(
         ranking=ranking,
         rank_scores=scores,
         rank_spread={k: (statistics.pstdev(v) if len(v) > 1 else 0.0) for k, v in ranks.items() if v},
-        acceptable={k: _vote(votes[k], total, policy.acceptable) for k in candidates},
-        acceptable_votes={k: [votes[k], total] for k in candidates},
-        disputed=[k for k in candidates if 0 < votes[k] < total],
+        acceptable={k: _vote(votes[k], voters[k], policy.acceptable) for k in candidates},
+        acceptable_votes={k: [votes[k], voters[k]] for k in candidates},
+        disputed=[k for k in candidates if 0 < votes[k] < voters[k]],
         problems=dict(problems),
         corrections=corrections,
         correction=Counter(corrections).most_common(1)[0][0]

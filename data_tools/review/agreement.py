@@ -59,7 +59,9 @@ def agreement(responses: list[ReviewResponse], items: dict[tuple[str, str], Revi
             for response in group:
                 if candidate in response.ranking:
                     rank_row[column[response.username]] = response.ranking[candidate]
-                accepted = int(bool(response.acceptable.get(candidate)))
+                if candidate not in response.acceptable:  # the question was left unanswered: no vote
+                    continue
+                accepted = int(bool(response.acceptable[candidate]))
                 accept_row[column[response.username]] = accepted
                 binary.setdefault((*key, candidate), {})[response.username] = accepted
             rank_rows.append(rank_row)

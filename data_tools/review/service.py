@@ -63,8 +63,10 @@ def response_from_values(
     """Map one annotator's slot-level answers back to draft cache keys."""
     slots = item.slots
     ranking = {slots[s]: r for s, r in ranking_from_value(values.get("ranking")).items() if s in slots}
+    # An unanswered (optional) "appropriate" question is no vote at all, not a "no" for every candidate.
+    answered = status == "submitted" and values.get("appropriate") is not None
     chosen = set(values.get("appropriate") or [])
-    acceptable = {key: slot in chosen for slot, key in slots.items()} if status == "submitted" else {}
+    acceptable = {key: slot in chosen for slot, key in slots.items()} if answered else {}
     problems = [p for p in (values.get("problems") or []) if p in PROBLEM_LABELS]
     correction = values.get("correction")
     return ReviewResponse(
@@ -262,9 +264,31 @@ class ReviewService:
         return self._store(responses, summary)
 
     # -- JSONL round-trip ------------------------------------------------------------------------
+    def _keep_answered_mappings(self, records: list[ReviewRecord]) -> list[ReviewRecord]:
+        """Records whose answers exist keep the slots their annotators saw; the others may be remapped.
+
+        Returns the records whose mapping may be (re)written. Without this, drafting more candidates
+        and exporting again would attach never-shown candidates to old answers.
+        """
+        items = self.ws.review_items()
+        answered = {(r.dataset, r.record_id) for r in self.ws.review_responses()}
+        drafts = {d.cache_key: d for d in self.ws.drafts()}
+        writable = []
+        for record in records:
+            key = (record.dataset, record.record_id)
+            if key in answered and key in items:
+                record.slots = dict(items[key].slots)
+                record.texts = {
+                    s: (drafts[k].caption or "") if k in drafts else "" for s, k in record.slots.items()
+                }
+            else:
+                writable.append(record)
+        return writable
+
     def export_jsonl(self, path: Path) -> int:
         """Write one task per record (image path, context, anonymous candidates) for annotation elsewhere."""
         records = self.records()
+        writable = self._keep_answered_mappings(records)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as handle:
             for record in records:
@@ -280,7 +304,7 @@ class ReviewService:
                                     "correction": "text or null", "status": "submitted | discarded"},
                 }  # fmt: skip
                 handle.write(json.dumps(task, ensure_ascii=False) + "\n")
-        self.ws.save_review_items([ReviewItem(r.dataset, r.record_id, r.image.id, r.slots) for r in records])
+        self.ws.save_review_items([ReviewItem(r.dataset, r.record_id, r.image.id, r.slots) for r in writable])
         return len(records)
 
     def import_jsonl(self, path: Path) -> PullSummary:

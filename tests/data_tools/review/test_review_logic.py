@@ -217,3 +217,33 @@ def test_import_rejects_bad_lines_and_writes_nothing(drafted, tmp_path):
 def test_nothing_to_review_is_a_clear_error(collected):
     with pytest.raises(ReviewError, match="run `mirada draft` first"):
         ReviewService(collected, ReviewConfig()).records()
+
+
+def test_unanswered_acceptability_is_no_vote():
+    from data_tools.review.service import response_from_values
+
+    item = ReviewItem("ds", "r1", "img-r1", {"candidate_1": A, "candidate_2": B})
+    silent = response_from_values(
+        item, "u1", "bruno", "submitted", {"ranking": ["candidate_1", "candidate_2"]}, "import"
+    )
+    assert silent.acceptable == {}
+    voted = response_from_values(item, "u2", "ana", "submitted", {"appropriate": ["candidate_1"]}, "import")
+    decision = aggregate_record([silent, voted], [A, B], AggregationPolicy())
+    assert decision["acceptable"] == {A: True, B: False}
+    assert decision["acceptable_votes"] == {A: [1, 1], B: [0, 1]} and decision["disputed"] == []
+
+
+def test_reexport_keeps_the_slots_annotators_saw(drafted, tmp_path, server):
+    from data_tools.review.simulate import simulate_responses
+    from tests.data_tools.draft.draft_helpers import run_draft
+
+    service = ReviewService(drafted, ReviewConfig())
+    service.export_jsonl(tmp_path / "tasks.jsonl")
+    simulate_responses(drafted, tmp_path / "answers.jsonl")
+    service.import_jsonl(tmp_path / "answers.jsonl")
+    before = {k: dict(v.slots) for k, v in drafted.review_items().items()}
+    run_draft(drafted, server, "strategies.cultural=3")  # a new candidate per image
+    service.export_jsonl(tmp_path / "tasks2.jsonl")
+    assert {k: dict(v.slots) for k, v in drafted.review_items().items()} == before
+    tasks = [json.loads(line) for line in (tmp_path / "tasks2.jsonl").read_text().splitlines()]
+    assert all(len(t["candidates"]) == 4 for t in tasks)  # answered records show what was answered

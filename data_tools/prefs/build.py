@@ -183,7 +183,14 @@ def dpo_pairs(sides: list[Side], settings: DPOSettings, counts: Counter[str]) ->
     largest contrast (position gap) are kept. Example with sides ``[correction, A, B]`` and
     best_vs_rest: ``[(correction, A, 'correction'), (correction, B, 'correction')]``.
     """
-    ordered = sort_sides(sides, settings.order)
+    ordered, seen = [], set()
+    for side in sort_sides(sides, settings.order):  # a repeated text is one side (its best occurrence)
+        text = normalize(side.text)
+        if text in seen:
+            counts["identical"] += 1
+            continue
+        seen.add(text)
+        ordered.append(side)
     n = len(ordered)
     if settings.pairing == "best_vs_rest":
         positions = [(0, j) for j in range(1, n)]
@@ -532,7 +539,9 @@ def build_prefs(workspace: Workspace, config: PrefsConfig) -> PrefsResult:
     for fmt in config.formats:
         format_counts[fmt] = Counter()
         rows[fmt] = builders[fmt](format_counts[fmt])
-    used_images = {row["image_id"] for fmt_rows in rows.values() for row in fmt_rows}
+    # Splits are assigned over every reviewed image, not only those that produced rows in the formats
+    # built this time: building SFT today and DPO tomorrow must put each image in the same split.
+    used_images = {item.image.id for item in reviewed}
     by_id = {item.image.id: item for item in reviewed}
     items = [
         SplitItem(image_id, by_id[image_id].image.cluster_id or image_id, by_id[image_id].image.country,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections import Counter
 
 import pytest
@@ -319,3 +321,14 @@ def test_dataset_dict_has_design_formats(worked):
         row = part[0]
         assert row["images"][0].size[1] == 48 and all(c in row for c in columns)
         assert {"id", "country", "language", "category", "agreement"} <= set(row)
+
+
+def test_repeated_candidate_text_makes_one_side():
+    counts = Counter()
+    sides = [_side("gold", None, True, source="correction"), _side("a", 1.0, True), _side("b", 2.0, True),
+             _side("c", 3.0, False)]  # fmt: skip
+    sides[2] = dataclasses.replace(sides[2], text=sides[1].text.upper() + "  ")  # the same caption, twice
+    pairs = dpo_pairs(sides, DPOSettings(pairing="all_pairs", max_pairs_per_image=10), counts)
+    texts = [(c.text, r.text) for c, r, _ in pairs]
+    assert len(texts) == len(set(texts)) == 3  # gold>a, gold>c, a>c — the copy of a adds nothing
+    assert counts["identical"] >= 1

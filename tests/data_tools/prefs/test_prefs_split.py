@@ -106,3 +106,25 @@ def test_planted_near_duplicates_never_leak_through_prefs(workspace):
         assert all(len(s) == 1 for s in split_of_cluster.values())  # …and per near-duplicate cluster
         assert set(result.report["splits"]["images"]) == {"train", "validation", "test"}
         assert sum(result.report["splits"]["images"].values()) == 30
+
+
+def test_split_does_not_depend_on_which_formats_are_built(workspace):
+    """SFT today and DPO tomorrow: each image must land in the same split both times."""
+    scenario = Scenario(workspace)
+    for index in range(20):
+        country, category = STRATA[index % len(STRATA)]
+        language = {"MX": "es-MX", "PE": "es-PE", "ES": "es-ES"}[country]
+        # half the images have a unanimous ranking with nothing acceptable: they give DPO pairs but no SFT row
+        appropriate = {"A"} if index % 2 else set()
+        answers = [
+            Answer("ana", ["A", "B", "C", "D"], appropriate),
+            Answer("bruno", ["A", "B", "C", "D"], appropriate),
+        ]
+        scenario.image(four(f"Img{index}"), answers, country=country, language=language, category=category)
+    scenario.aggregate()
+    splits = {}
+    for fmt in ("sft", "dpo"):
+        config = load_config(PrefsConfig, None, [f"formats=[{fmt}]", "splits.test_size=0.3"])
+        splits[fmt] = build_prefs(workspace, config).splits
+    shared = set(splits["sft"]) & set(splits["dpo"])
+    assert shared and all(splits["sft"][i] == splits["dpo"][i] for i in shared)

@@ -51,7 +51,9 @@ def test_shipped_config_is_valid():
     assert config.metadata.required == ["language", "country"]
 
 
-@pytest.mark.parametrize("module", ["data_tools.draft.config:DraftConfig", "data_tools.review.config:ReviewConfig"])
+@pytest.mark.parametrize(
+    "module", ["data_tools.draft.config:DraftConfig", "data_tools.review.config:ReviewConfig"]
+)
 def test_every_stage_config_describes_itself(module):
     import importlib
 

@@ -333,7 +333,7 @@ class DraftRunner:
             self.ws.save_draft(self._draft(job, "failed", 0, 0.0, error=job.error), run_id)
             return self._finish(job, "failed", "no_prompt_template", summary)
         request = self._request(job)
-        upper = job.estimate.cost(self.price, upper=True)
+        base_upper = job.estimate.cost(self.price, upper=True)
         transient = invalid = attempts = 0
         job_cost = 0.0
         while True:
@@ -344,6 +344,7 @@ class DraftRunner:
                     else self._give_up(job, run_id, attempts, job_cost, "run stopped", summary)
                 )
             await limiter.acquire(job.estimate.input_expected + job.estimate.output_expected)
+            upper = base_upper * state.overrun  # grows if the provider ever billed above our upper bound
             if not await self._reserve(state, upper):
                 return (
                     "not_started"
@@ -398,6 +399,13 @@ class DraftRunner:
                 await asyncio.sleep(retry_delay)
                 continue
             cost = self._cost(response, job.estimate)
+            if cost > upper:
+                # The estimate was not an upper bound for this provider: widen every later reservation.
+                state.overrun = max(state.overrun, 1.25 * cost / base_upper)
+                log.warning(
+                    "a call cost $%.6f, above its reserved upper bound $%.6f; reservations now x%.2f",
+                    cost, upper, state.overrun,
+                )  # fmt: skip
             job_cost += cost
             state.add(cost, 0.0)
             try:
@@ -507,6 +515,7 @@ class _RunState:
     run_uncertain: float = 0.0
     stop: bool = False
     budget_hit: bool = False
+    overrun: float = 1.0
     auth_error: str | None = None
 
     def add(self, cost: float, uncertain: float) -> None:

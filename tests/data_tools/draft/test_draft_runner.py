@@ -207,3 +207,37 @@ def test_corrected_metadata_drafts_again(collected, server):
     summary = run_draft(collected, server, limit=1)
     assert summary.cached == 0 and summary.done == 4
     assert any("Notas corregidas." in r.prompt for r in server.chat_requests[-4:])
+
+
+class OverbillingBackend:
+    """Our own Backend interface (not an SDK): bills ten times more input than any estimate allows."""
+
+    name = "cohere"
+    model = "command-a-vision-07-2025"
+
+    async def chat(self, request):
+        from data_tools.draft.backends import ChatResponse
+
+        caption = (
+            '{"caption": "Una foto con contexto.", "cultural_terms": [], "language": "es", "confidence": 0.5}'
+        )
+        billed = 50_000  # far above the upper bound of a low-detail request
+        return ChatResponse(caption, billed, 30, billed, 30)
+
+    async def aclose(self):
+        pass
+
+
+def test_billing_above_the_upper_bound_widens_reservations(collected):
+    import asyncio
+
+    config = draft_config("limits.concurrency=1")
+    runner = DraftRunner(collected, config, OverbillingBackend())
+    one_call = (50_000 * runner.price.input + 30 * runner.price.output) / 1e6
+    runner.config.budget_usd = one_call * 3.5
+    jobs = runner.plan()
+    summary = asyncio.run(runner.run(jobs, collected.start_run("draft", {})))
+    assert summary.stopped_by_budget
+    # the first call overran its reservation; after it, reservations are sized by what was billed
+    assert collected.spend()["cost_usd"] <= runner.config.budget_usd
+    assert summary.done == 3

@@ -245,6 +245,26 @@ def _build_idefics3(tokenizer: TokenizersBackend, chat_template: str) -> tuple[A
     return config, processor
 
 
+def _clip_vision(image_size: int, patch: int) -> dict[str, Any]:
+    """The CLIP vision tower both LLaVA families use."""
+    return {
+        **_VISION,
+        "model_type": "clip_vision_model",
+        "image_size": image_size,
+        "patch_size": patch,
+        "projection_dim": _VISION["hidden_size"],
+    }
+
+
+def _clip_processor_kwargs(patch: int) -> dict[str, Any]:
+    # CLIP adds a CLS token; strategy "default" drops it again => (image_size/patch)^2 image tokens.
+    return {
+        "patch_size": patch,
+        "vision_feature_select_strategy": "default",
+        "num_additional_image_tokens": 1,
+    }
+
+
 def _build_llava(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any, ProcessorMixin]:
     from transformers import LlavaConfig, LlavaImageProcessorPil, LlavaProcessor
 
@@ -256,19 +276,11 @@ def _build_llava(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any,
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=patch,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
         chat_template=chat_template,
+        **_clip_processor_kwargs(patch),
     )
     config = LlavaConfig(
-        vision_config={
-            **_VISION,
-            "model_type": "clip_vision_model",
-            "image_size": image_size,
-            "patch_size": patch,
-            "projection_dim": _VISION["hidden_size"],
-        },
+        vision_config=_clip_vision(image_size, patch),
         text_config={**_TEXT, **_TEXT_HEADS, **_common_ids(tokenizer), "model_type": "llama"},
         image_token_index=_token_id(tokenizer, "<image>"),
         image_seq_length=(image_size // patch) ** 2,
@@ -294,19 +306,11 @@ def _build_llava_next(tokenizer: TokenizersBackend, chat_template: str) -> tuple
     processor = LlavaNextProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=patch,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
         chat_template=chat_template,
+        **_clip_processor_kwargs(patch),
     )
     config = LlavaNextConfig(
-        vision_config={
-            **_VISION,
-            "model_type": "clip_vision_model",
-            "image_size": image_size,
-            "patch_size": patch,
-            "projection_dim": _VISION["hidden_size"],
-        },
+        vision_config=_clip_vision(image_size, patch),
         text_config={**_TEXT, **_TEXT_HEADS, **_common_ids(tokenizer), "model_type": "mistral"},
         image_token_index=_token_id(tokenizer, "<image>"),
         image_grid_pinpoints=pinpoints,

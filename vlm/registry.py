@@ -27,6 +27,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch/transformers stay lazy: the CLI's --help and config validation need neither
@@ -45,6 +46,8 @@ __all__ = [
     "max_image_tokens",
     "register_model",
     "spec_for_model_type",
+    "sync_model_to_processor",
+    "template_path",
 ]
 
 METHODS: tuple[str, ...] = ("sft", "dpo", "kto")
@@ -90,8 +93,8 @@ def is_skipped(module_name: str, patterns: Iterable[str]) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Image-token budgets. A budget caps the number of image tokens one image may become; it never raises
 # what the processor already allows (a tiny test processor stays tiny). Families whose token count is
-# fixed by architecture (LLaVA, Gemma 3, PaliGemma, LLaVA-NeXT's anyres grid, which the model config
-# also holds) are checked, not changed, and fail with the number they need.
+# fixed by architecture (LLaVA, Gemma 3, PaliGemma) are checked, not changed, and fail with the number
+# they need. LLaVA-NeXT's anyres grid list is pruned, and the model config must then follow it.
 # ---------------------------------------------------------------------------------------------
 
 _PROBE_SHAPES: tuple[tuple[int, int], ...] = ((1, 1), (2, 1), (1, 2), (4, 3))
@@ -161,6 +164,46 @@ def _budget_idefics3(processor: ProcessorMixin, budget: int, image_token_id: int
             ip.size = {"longest_edge": tile}
 
 
+def _budget_llava_next(processor: ProcessorMixin, budget: int, image_token_id: int) -> int:
+    """LLaVA-NeXT: "anyres" tiles each image onto the best of ``image_grid_pinpoints`` (plus a base
+    view), so the largest grids set the worst case. Drops the largest-area grids until the worst case
+    fits; a single base-sized tile is the floor. The model reads the same list from its config to
+    unpad the features, so :func:`sync_model_to_processor` must copy it over before any forward."""
+    ip = processor.image_processor
+    grids = sorted((list(g) for g in ip.image_grid_pinpoints), key=lambda g: (g[0] * g[1], g))
+    crop = _size_get(ip.crop_size, "height"), _size_get(ip.crop_size, "width")
+    worst = max_image_tokens(processor, image_token_id)
+    while worst > budget and len(grids) > 1:
+        grids.pop()
+        ip.image_grid_pinpoints = [list(g) for g in grids]
+        worst = max_image_tokens(processor, image_token_id)
+    if worst > budget and None not in crop and grids != [list(crop)]:
+        ip.image_grid_pinpoints = [list(crop)]
+        worst = max_image_tokens(processor, image_token_id)
+    return worst
+
+
+def sync_model_to_processor(model: Any, processor: ProcessorMixin) -> list[str]:
+    """Copy processor-side settings the model also reads (LLaVA-NeXT's ``image_grid_pinpoints``).
+
+    A budget that prunes the processor's anyres grids without telling the model makes the model
+    compute a different number of image features than the processor inserted placeholders for, and
+    the forward fails with a shape error (or, worse, silently mis-unpads). Returns the keys copied.
+    """
+    copied = []
+    ip = getattr(processor, "image_processor", None)
+    pinpoints = getattr(ip, "image_grid_pinpoints", None)
+    current = getattr(model.config, "image_grid_pinpoints", None)
+    if (
+        pinpoints is not None
+        and current is not None
+        and [list(g) for g in current] != [list(g) for g in pinpoints]
+    ):
+        model.config.image_grid_pinpoints = [list(g) for g in pinpoints]
+        copied.append("image_grid_pinpoints")
+    return copied
+
+
 def _budget_fixed(processor: ProcessorMixin, budget: int, image_token_id: int) -> int:
     """Families whose image-token count is fixed by the checkpoint: nothing to adjust, only to check."""
     return max_image_tokens(processor, image_token_id)
@@ -181,6 +224,9 @@ class ModelSpec:
     modules stay unquantised and, without LoRA, frozen. ``budget`` caps a processor's image tokens
     and returns the worst case after capping. ``requires`` are import names the processor needs
     (checked only when the family is used). ``refusals`` maps a method to why TRL cannot train it.
+    ``chat_template`` names a template in ``vlm/templates/`` for checkpoints that ship none.
+    ``prefix_lm`` families attend bidirectionally over the prompt, so SFT batches must come from the
+    processor's prefix/suffix API (:mod:`vlm.train.collators`), not from TRL's chat-template collator.
     """
 
     name: str
@@ -196,6 +242,8 @@ class ModelSpec:
     refusals: dict[str, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
     extra_special_tokens: tuple[str, ...] = ()
+    chat_template: str | None = None
+    prefix_lm: bool = False
     notes: str = ""
 
     @property
@@ -231,6 +279,11 @@ class ModelSpec:
                 f"be capped lower; set max_image_tokens to at least {worst}"
             )
         return worst
+
+
+def template_path(name: str) -> Path:
+    """A chat template shipped with Mirada (``vlm/templates/<name>.jinja``)."""
+    return Path(__file__).parent / "templates" / f"{name}.jinja"
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -340,7 +393,8 @@ register_model(
     license="apache-2.0",
     skip_modules=_TOWER_SKIP,
     default_max_image_tokens=2928,
-    notes="anyres tiling: the image-token count depends on the aspect ratio and is fixed by the checkpoint",
+    budget=_budget_llava_next,
+    notes="anyres tiling: the image-token count depends on the aspect ratio; a budget prunes the largest grids",
 )
 register_model(
     name="llava",
@@ -372,4 +426,7 @@ register_model(
     default_max_image_tokens=256,
     methods=frozenset({"sft"}),
     refusals={"dpo": _PALIGEMMA_REFUSAL, "kto": _PALIGEMMA_REFUSAL},
+    chat_template="paligemma",
+    prefix_lm=True,
+    notes="prefix-LM: SFT batches come from processor(text, images, suffix=caption); pt checkpoints ship no template",
 )

@@ -359,6 +359,41 @@ def _build_gemma3(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any
     return config, processor
 
 
+def _build_paligemma(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any, ProcessorMixin]:
+    from transformers import PaliGemmaConfig, PaliGemmaProcessor, SiglipImageProcessorPil
+
+    image_size, patch = 32, 8  # SigLIP at 32 px: (32/8)^2 = 16 image tokens, fixed
+    tokens = (image_size // patch) ** 2
+    image_processor = SiglipImageProcessorPil(
+        size={"height": image_size, "width": image_size}, image_seq_length=tokens
+    )
+    processor = PaliGemmaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template
+    )
+    head_dim = _TEXT["hidden_size"] // _TEXT_HEADS["num_attention_heads"]
+    config = PaliGemmaConfig(
+        text_config={
+            **_TEXT,
+            **_TEXT_HEADS,
+            **_common_ids(tokenizer),
+            "model_type": "gemma2",  # PaliGemma 2's language model
+            "head_dim": head_dim,
+            "query_pre_attn_scalar": head_dim,
+            "num_image_tokens": tokens,
+        },
+        vision_config={
+            **_VISION,
+            "model_type": "siglip_vision_model",
+            "image_size": image_size,
+            "patch_size": patch,
+            "projection_dim": _TEXT["hidden_size"],
+        },
+        image_token_index=_token_id(tokenizer, "<image>"),
+        projection_dim=_TEXT["hidden_size"],
+    )
+    return config, processor
+
+
 # llava-hf/llava-1.5-7b-hf's template (TRL bundles no llava-1.5 one); it already carries the
 # {% generation %} markers that assistant-only loss needs.
 _LLAVA_TEMPLATE = (
@@ -433,6 +468,19 @@ _FAMILIES: dict[str, _FamilySpec] = {
             build=_build_llava_next,
         ),
         _FamilySpec(
+            name="paligemma",
+            special_tokens={
+                "bos_token": "<bos>",
+                "eos_token": "<eos>",
+                "unk_token": "<unk>",
+                "pad_token": "<pad>",
+                "image_token": "<image>",
+            },
+            add_bos_token=True,
+            chat_template="mirada:paligemma",  # the checkpoints ship none; see vlm/templates/
+            build=_build_paligemma,
+        ),
+        _FamilySpec(
             name="gemma3",
             special_tokens={
                 "bos_token": "<bos>",
@@ -457,10 +505,15 @@ FAMILIES: tuple[str, ...] = tuple(_FAMILIES)
 
 
 def _chat_template(source: str) -> str:
-    """Resolve ``trl:<name>`` to the template file TRL ships, so TRL recognises it by identity.
+    """Resolve ``trl:<name>`` to the template file TRL ships, so TRL recognises it by identity, and
+    ``mirada:<name>`` to ours (``vlm/templates/``) for checkpoints that ship none.
 
     The file is located without importing ``trl`` (which costs about a second).
     """
+    if source.startswith("mirada:"):
+        from vlm.registry import template_path
+
+        return template_path(source.removeprefix("mirada:")).read_text(encoding="utf-8")
     if not source.startswith("trl:"):
         return source
     name = source.removeprefix("trl:")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -135,15 +136,21 @@ def _collator(method: str, processor: ProcessorMixin, sample: dict[str, Any]) ->
     )
 
 
-def row_lengths(dataset: Dataset, method: str, processor: ProcessorMixin) -> list[int]:
+def row_lengths(
+    dataset: Dataset,
+    method: str,
+    processor: ProcessorMixin,
+    collator: Callable[[list[dict]], Any] | None = None,
+) -> list[int]:
     """Tokens of each row's longest sequence as the trainer will see it (image tokens included).
 
-    For DPO that is ``max(prompt+chosen, prompt+rejected)``. The collator mutates its input, so each
-    row is passed as a shallow copy.
+    For DPO that is ``max(prompt+chosen, prompt+rejected)``. ``collator`` is the one training will use
+    when it is not TRL's (a prefix-LM family's). The collator mutates its input, so each row is passed
+    as a shallow copy.
     """
     if len(dataset) == 0:
         return []
-    collator = _collator(method, processor, dataset[0])
+    collator = collator or _collator(method, processor, dataset[0])
     lengths = []
     for row in dataset:
         batch = collator([dict(row)])
@@ -152,7 +159,12 @@ def row_lengths(dataset: Dataset, method: str, processor: ProcessorMixin) -> lis
 
 
 def filter_overlong(
-    dataset: Dataset, method: str, processor: ProcessorMixin, max_tokens: int | None, split: str
+    dataset: Dataset,
+    method: str,
+    processor: ProcessorMixin,
+    max_tokens: int | None,
+    split: str,
+    collator: Callable[[list[dict]], Any] | None = None,
 ) -> tuple[Dataset, int, int]:
     """Drop rows longer than ``max_tokens``; return ``(kept, dropped, longest)`` and log the count.
 
@@ -161,7 +173,7 @@ def filter_overlong(
     """
     if max_tokens is None or len(dataset) == 0:
         return dataset, 0, 0
-    lengths = row_lengths(dataset, method, processor)
+    lengths = row_lengths(dataset, method, processor, collator)
     keep = [i for i, n in enumerate(lengths) if n <= max_tokens]
     dropped = len(dataset) - len(keep)
     longest = max(lengths)

@@ -80,7 +80,8 @@ class MiradaModelConfig(ModelConfig):
     max_image_tokens: int | None = field(
         default=None,
         metadata={
-            "help": "Cap on image tokens per image (Qwen: pixel budget; Idefics3/SmolVLM: tile grid). It never raises "
+            "help": "Cap on image tokens per image (Qwen: pixel budget; Idefics3/SmolVLM: tile grid; LLaVA-NeXT: anyres "
+            "grids, floor 1176). It never raises "
             "the processor's own limit. Default: the family's (Qwen 1024)."
         },
     )

@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,15 @@ from transformers import TrainerCallback
 from data_tools.config import ConfigError
 from data_tools.secrets import register_secret
 from data_tools.stage_args import UserError
-from vlm.registry import BudgetError, ModelSpec, get_spec, spec_for_model_type
+from vlm.registry import (
+    BudgetError,
+    ModelSpec,
+    get_spec,
+    is_skipped,
+    spec_for_model_type,
+    sync_model_to_processor,
+    template_path,
+)
 from vlm.train.data import DataFormatError, DataSummary, check_format, describe, filter_overlong, load_splits
 from vlm.train.model_config import MiradaModelConfig
 from vlm.train.script_args import TrainScriptArguments
@@ -53,6 +61,8 @@ if TYPE_CHECKING:
         ProcessorMixin,
         TrainingArguments,
     )
+
+    from vlm.train.collators import PrefixLMCollator
 
 log = logging.getLogger("vlm.train")
 
@@ -365,6 +375,13 @@ def load_processor(
             f"{spec.display_name}'s tokenizer lacks the special tokens {missing}; use the checkpoint's own "
             "tokenizer (transformers >= 5 reads them from extra_special_tokens)"
         )
+    if spec.chat_template and not processor.chat_template:
+        processor.chat_template = template_path(spec.chat_template).read_text(encoding="utf-8")
+        log.info(
+            "%s ships no chat template; using Mirada's %s.jinja",
+            model_args.model_name_or_path,
+            spec.chat_template,
+        )
     budget = model_args.max_image_tokens or spec.default_max_image_tokens
     try:
         worst = spec.apply_budget(processor, budget, image_token_id(config))
@@ -402,7 +419,33 @@ def load_model(
             "family %s is set, but the checkpoint's model_type is %s", spec.name, model.config.model_type
         )
     disable_cpu_repack(model)
+    if quantization_config is not None and getattr(quantization_config, "load_in_4bit", False):
+        check_quantized_layout(model, spec, list(quantization_config.llm_int8_skip_modules or []))
     return model
+
+
+def check_quantized_layout(model: torch.nn.Module, spec: ModelSpec, skip_modules: Sequence[str]) -> int:
+    """Refuse a 4-bit model whose vision side or ``lm_head`` got quantised, or where nothing did.
+
+    User-supplied ``skip_modules`` replace the registry's; transformers matches them from the start
+    of a module name, so a bare ``visual`` silently quantises Qwen's ViT (DESIGN §6.3). The layout is
+    checked on the loaded model against the family's own patterns. Returns the 4-bit layer count.
+    """
+    four_bit = {id(module) for module in _linear4bit_modules(model)}
+    quantized = [name for name, module in model.named_modules() if id(module) in four_bit]
+    wrong = [name for name in quantized if is_skipped(name, spec.skip_modules)]
+    if wrong:
+        raise ConfigError(
+            f"skip_modules {list(skip_modules)} leave {len(wrong)} vision/projector/lm_head layers 4-bit "
+            f"(e.g. {wrong[0]}); transformers matches an entry from the start of the module name, so write "
+            f"regexes like {list(spec.skip_modules)} (the {spec.display_name} default)"
+        )
+    if not quantized:
+        raise ConfigError(
+            f"load_in_4bit is set but no layer was quantised: skip_modules {list(skip_modules)} match the "
+            "language model too; drop them or use the family default"
+        )
+    return len(quantized)
 
 
 # =============================================================================================
@@ -662,10 +705,25 @@ def describe_hardware() -> str:
 # =============================================================================================
 
 
+def sft_collator(spec: ModelSpec, method: str, processor: ProcessorMixin) -> PrefixLMCollator | None:
+    """The collator a family needs instead of TRL's (prefix-LM SFT), or ``None`` for TRL's own."""
+    if not (spec.prefix_lm and method == "sft"):
+        return None
+    from vlm.train.collators import PrefixLMCollator
+
+    return PrefixLMCollator(processor)
+
+
 def prepare_data(
-    script: TrainScriptArguments, args: TrainingArguments, processor: ProcessorMixin
+    script: TrainScriptArguments,
+    args: TrainingArguments,
+    processor: ProcessorMixin,
+    collator: Callable[[list[dict]], Any] | None = None,
 ) -> tuple[Dataset, Dataset | None, DataSummary]:
-    """Load the splits, check the format, cap sizes, drop over-long rows; record counts for the card."""
+    """Load the splits, check the format, cap sizes, drop over-long rows; record counts for the card.
+
+    ``collator`` is the one training uses when it is not TRL's; row lengths are measured with it.
+    """
     from datasets import DatasetDict
 
     method = script.method
@@ -698,7 +756,9 @@ def prepare_data(
         if limit is not None:
             dataset = dataset.select(range(min(limit, len(dataset))))
         try:
-            dataset, dropped, longest = filter_overlong(dataset, method, processor, script.max_tokens, split)
+            dataset, dropped, longest = filter_overlong(
+                dataset, method, processor, script.max_tokens, split, collator
+            )
         except DataFormatError as exc:
             raise UserError(str(exc)) from None
         if split == script.dataset_train_split:
@@ -708,7 +768,9 @@ def prepare_data(
         summary.longest[split] = longest
         # Only the method's columns go to TRL: metadata columns (country, language…) stay in the card.
         prepared[split] = dataset.select_columns(list(columns))
-    if method == "sft":
+    if method == "sft" and collator is not None:
+        args.assistant_only_loss = False  # the family's collator builds the labels itself
+    elif method == "sft":
         _resolve_sft_loss(args, prepared[script.dataset_train_split], processor)
     train = prepared[script.dataset_train_split]
     if method == "kto" and len(train) < args.per_device_train_batch_size:
@@ -814,7 +876,8 @@ def run_training(
 
     _, config = _read_model_type(model_args, args.trust_remote_code)
     processor, image_tokens = load_processor(model_args, spec, config, args.trust_remote_code)
-    train_ds, eval_ds, data = prepare_data(script, args, processor)
+    data_collator = sft_collator(spec, script.method, processor)
+    train_ds, eval_ds, data = prepare_data(script, args, processor, data_collator)
     log.info(
         "%s %s on %s: %s",
         script.method.upper(),
@@ -829,6 +892,8 @@ def run_training(
         trust_remote_code=args.trust_remote_code,
         quantization_config=build_quantization_config(model_args, spec),
     )
+    for key in sync_model_to_processor(model, processor):
+        log.info("model config %s follows the processor's image budget", key)
     peft_config = build_lora_config(model_args, spec)
     if model_args.adapter_name_or_path:
         from peft import PeftModel
@@ -849,6 +914,7 @@ def run_training(
         processing_class=processor,
         peft_config=peft_config,
         callbacks=all_callbacks,
+        **({"data_collator": data_collator} if data_collator is not None else {}),
     )
     started = time.time()
     try:
@@ -965,9 +1031,11 @@ def load_trained(
     model_args = MiradaModelConfig(model_name_or_path=base, dtype=dtype, load_in_4bit=load_in_4bit)
     spec = spec or resolve_spec(model_args)
     model = load_model(model_args, spec, quantization_config=build_quantization_config(model_args, spec))
+    processor = AutoProcessor.from_pretrained(str(run_dir))
+    sync_model_to_processor(model, processor)
     model = PeftModel.from_pretrained(model, str(run_dir))
     model.eval()
-    return model, AutoProcessor.from_pretrained(str(run_dir))
+    return model, processor
 
 
 def merge_adapter(
@@ -990,9 +1058,11 @@ def merge_adapter(
     base_model = AutoModelForImageTextToText.from_pretrained(
         base, dtype=_dtype(dtype), trust_remote_code=trust_remote_code
     )
+    processor = AutoProcessor.from_pretrained(str(adapter_dir))
+    sync_model_to_processor(base_model, processor)  # the merged config must match the saved processor
     merged = PeftModel.from_pretrained(base_model, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(out))
-    AutoProcessor.from_pretrained(str(adapter_dir)).save_pretrained(str(out))
+    processor.save_pretrained(str(out))
     log.info("merged adapter into a %s base: %s", dtype, out)
     return out
 

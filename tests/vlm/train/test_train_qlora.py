@@ -13,8 +13,9 @@ import math
 
 import pytest
 
+from data_tools.config import ConfigError
 from vlm.registry import get_spec, is_skipped
-from vlm.train.trainer import run_training
+from vlm.train.trainer import load_trained, run_training
 
 FAMILIES = ("qwen2_5_vl", "idefics3")
 METHODS = ("sft", "dpo", "kto")
@@ -101,3 +102,38 @@ def test_sft_prompt_completion_layout_trains_on_the_completion(settings):
     result = run_training(script, args, model_args)
     assert args.assistant_only_loss is False and args.completion_only_loss in (None, True)
     assert all(h["grad_norm"] > 0 for h in result.log_history if "grad_norm" in h)
+
+
+def test_llava_next_with_a_lowered_budget_trains_and_reloads(settings):
+    """Pruned anyres grids reach the model config too; otherwise the feature count mismatches the placeholders."""
+    script, args, model_args = settings(
+        "dpo", "llava_next", "max_image_tokens=40", "eval_strategy=no", "eval_on_start=false"
+    )
+    result = run_training(script, args, model_args)
+    assert result.image_tokens == 36
+    assert all(h["grad_norm"] > 0 for h in result.log_history if "grad_norm" in h)
+
+    from PIL import Image
+
+    model, processor = load_trained(result.output_dir)
+    assert processor.image_processor.image_grid_pinpoints == [[32, 32]]
+    assert model.config.image_grid_pinpoints == [[32, 32]]
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(text=[text], images=[[Image.new("RGB", (96, 48))]], return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]  # the forward with pruned grids ran (noise out)
+
+
+@pytest.mark.parametrize(
+    ("patterns", "message"),
+    [
+        ("visual", r"leave \d+ vision/projector/lm_head layers 4-bit \(e\.g\. (model\.visual|lm_head)"),
+        (".*", "no layer was quantised"),
+    ],
+)
+def test_wrong_skip_modules_are_refused_before_training(settings, patterns, message):
+    """A bare 'visual' would quantise Qwen's ViT and lm_head silently (DESIGN §6.3); '.*' quantises nothing."""
+    script, args, model_args = settings("dpo", "qwen2_5_vl", f"skip_modules={patterns}")
+    with pytest.raises(ConfigError, match=message):
+        run_training(script, args, model_args)

@@ -21,6 +21,7 @@ from vlm.registry import (
     known_models,
     max_image_tokens,
     spec_for_model_type,
+    sync_model_to_processor,
 )
 from vlm.tiny import FAMILIES as TINY_FAMILIES
 
@@ -174,3 +175,32 @@ def test_fixed_size_family_fails_with_the_number_it_needs(tiny_model):
     with pytest.raises(BudgetError, match="set max_image_tokens to at least 16"):
         get_spec("gemma3").apply_budget(processor, 8, token)
     assert get_spec("gemma3").apply_budget(processor, 256, token) == 16
+
+
+def test_llava_next_budget_prunes_the_largest_anyres_grids(tiny_model, tmp_path):
+    from transformers import AutoConfig, AutoProcessor
+
+    processor, token = _processor(tiny_model, "llava_next")
+    spec = get_spec("llava_next")
+    grids = [list(g) for g in processor.image_processor.image_grid_pinpoints]
+    assert max_image_tokens(processor, token) == 88  # the 64x64 grid: 16 base + 4 tiles + newlines
+    assert spec.apply_budget(processor, 1000, token) == 88  # a budget never changes what already fits
+    assert [list(g) for g in processor.image_processor.image_grid_pinpoints] == grids
+
+    assert spec.apply_budget(processor, 60, token) <= 60
+    kept = [list(g) for g in processor.image_processor.image_grid_pinpoints]
+    assert [64, 64] not in kept and kept and all(g in grids for g in kept)
+
+    assert spec.apply_budget(processor, 40, token) == 36  # the floor: one base-sized tile
+    assert [list(g) for g in processor.image_processor.image_grid_pinpoints] == [[32, 32]]
+    with pytest.raises(BudgetError, match="at least 36"):
+        spec.apply_budget(processor, 30, token)
+
+    # The model reads the same grid list from its config; the saved processor keeps the pruned one.
+    config = AutoConfig.from_pretrained(tiny_model("llava_next"))
+    model = type("M", (), {"config": config})()
+    assert sync_model_to_processor(model, processor) == ["image_grid_pinpoints"]
+    assert config.image_grid_pinpoints == [[32, 32]]
+    assert sync_model_to_processor(model, processor) == []  # already in step
+    processor.save_pretrained(tmp_path)
+    assert AutoProcessor.from_pretrained(tmp_path).image_processor.image_grid_pinpoints == [[32, 32]]

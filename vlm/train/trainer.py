@@ -323,6 +323,22 @@ def build_lora_config(model_args: MiradaModelConfig, spec: ModelSpec) -> LoraCon
     )
 
 
+def check_process_group(num_processes: int) -> None:
+    """Refuse N launched processes that did not join one process group.
+
+    ``accelerate launch`` with an FSDP or DeepSpeed config on a machine without GPUs starts every
+    process with ``WORLD_SIZE=N`` but each one finds ``DistributedType.NO`` (measured with accelerate
+    1.x on CPU): N independent runs then train the same model and race on one output folder.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1 and num_processes == 1:
+        raise UserError(
+            f"launched as one of {world} processes, but no process group connects them (accelerate found no "
+            "distributed backend: FSDP and DeepSpeed configs need GPUs; on CPU use `accelerate launch --cpu` "
+            "with the DDP config); refusing to train independent copies into one output folder"
+        )
+
+
 def _sharded_launch() -> bool:
     """Whether ``accelerate launch`` asked for FSDP or DeepSpeed (the model must then load without a device map)."""
     return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" or (
@@ -865,6 +881,7 @@ def run_training(
 
     spec = validate(script, args, model_args)
     state = PartialState()
+    check_process_group(state.num_processes)
     if not state.is_local_main_process:
         logging.getLogger("vlm").setLevel(logging.WARNING)  # one copy of the progress logs per machine
     token = os.environ.get(HF_TOKEN_ENV)

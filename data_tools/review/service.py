@@ -350,8 +350,11 @@ class ReviewService:
         summary.responses = len(responses)
         for response in responses:
             summary.by_status[response.status] = summary.by_status.get(response.status, 0) + 1
-        summary.new, summary.changed = self.ws.save_review_responses(responses)
-        summary.decisions = self.aggregate()
+        with (
+            self.ws.transaction()
+        ):  # responses and the decisions derived from them land together or not at all
+            summary.new, summary.changed = self.ws.save_review_responses(responses)
+            summary.decisions = self.aggregate()
         return summary
 
     def aggregate(self) -> dict[str, int]:

@@ -133,8 +133,16 @@ class Workspace(DraftStoreMixin, ReviewStoreMixin):
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write; committed when the block exits normally."""
+        """One atomic write; committed when the outermost block exits normally.
+
+        Nested blocks (on the thread holding the lock) join the outer transaction, so a caller can
+        make several store methods one atomic unit: e.g. review responses and the decisions derived
+        from them, which must never be seen half-written.
+        """
         with self._lock:
+            if self._db.in_transaction:
+                yield self._db
+                return
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db

@@ -92,3 +92,15 @@ def test_runs_record_resolved_config_and_summary(workspace):
 def test_grouping_refuses_unknown_columns(workspace):
     with pytest.raises(ValueError, match="cannot group"):
         workspace.count_images_by("id; DROP TABLE images")
+
+
+def test_nested_transactions_join_the_outer_one(workspace):
+    run = workspace.start_run("collect", {})
+    with pytest.raises(RuntimeError), workspace.transaction():
+        with workspace.transaction() as db:  # committed only with the outer block
+            db.execute("UPDATE runs SET status = 'inner' WHERE id = ?", (run,))
+        raise RuntimeError
+    assert workspace.runs()[0]["status"] == "running"
+    with workspace.transaction(), workspace.transaction() as db:
+        db.execute("UPDATE runs SET status = 'both' WHERE id = ?", (run,))
+    assert workspace.runs()[0]["status"] == "both"

@@ -247,3 +247,25 @@ def test_reexport_keeps_the_slots_annotators_saw(drafted, tmp_path, server):
     assert {k: dict(v.slots) for k, v in drafted.review_items().items()} == before
     tasks = [json.loads(line) for line in (tmp_path / "tasks2.jsonl").read_text().splitlines()]
     assert all(len(t["candidates"]) == 4 for t in tasks)  # answered records show what was answered
+
+
+def test_responses_and_decisions_land_together_or_not_at_all(drafted, tmp_path, monkeypatch):
+    """A failure while deciding (after the responses were written) must leave neither in the workspace."""
+    from data_tools.review import service as service_module
+    from data_tools.review.simulate import simulate_responses
+
+    service = ReviewService(drafted, ReviewConfig())
+    service.export_jsonl(tmp_path / "tasks.jsonl")
+    simulate_responses(drafted, tmp_path / "answers.jsonl")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("killed while deciding")
+
+    monkeypatch.setattr(service_module, "aggregate_record", broken)
+    with pytest.raises(RuntimeError, match="killed while deciding"):
+        service.import_jsonl(tmp_path / "answers.jsonl")
+    assert drafted.review_responses() == [] and drafted.review_decisions() == []
+
+    monkeypatch.undo()
+    assert service.import_jsonl(tmp_path / "answers.jsonl").new == 22
+    assert len(drafted.review_decisions()) == 11

@@ -161,7 +161,13 @@ def _act(args: argparse.Namespace, config: ReviewConfig, workspace: Workspace, s
                 workspace.finish_run(run_id, "completed", pushed.datasets)
                 for name, counts in pushed.datasets.items():
                     print(
-                        f"{name}: {counts['logged']} records logged, {counts['kept_answered']} already answered (left untouched)"
+                        f"{name}: {counts['logged']} records logged, {counts['unchanged']} unchanged, "
+                        f"{counts['kept_answered']} already answered (left untouched)"
+                    )
+                if pushed.answered_meanwhile:
+                    print(
+                        f"warning: {len(pushed.answered_meanwhile)} records were answered while being updated; "
+                        "check them in Argilla"
                     )
             else:
                 pulled = service.pull(client)

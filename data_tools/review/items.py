@@ -54,6 +54,7 @@ class ReviewRecord:
     texts: dict[str, str]  # "candidate_1" -> caption
     context: str
     suggestion: str | None
+    content_sha: str | None = None  # set by the push: what Argilla is sent
 
 
 def dataset_name(prefix: str, language: str | None) -> str:

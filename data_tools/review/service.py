@@ -8,6 +8,7 @@ an annotator's work can never be overwritten by a later push.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import defaultdict
@@ -29,7 +30,12 @@ class ReviewError(RuntimeError):
 
 @dataclass
 class PushSummary:
-    datasets: dict[str, dict[str, int]] = field(default_factory=dict)  # name -> {logged, kept_answered}
+    datasets: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # name -> {logged, unchanged, kept_answered}
+    answered_meanwhile: list[str] = field(
+        default_factory=list
+    )  # logged records that got answers during the push
 
 
 @dataclass
@@ -198,10 +204,17 @@ class ReviewService:
         return dataset
 
     def push(self, client: Any) -> PushSummary:
-        """Create or update one dataset per language; upsert records that nobody has answered yet."""
+        """Create or update one dataset per language; upsert new or changed records nobody has answered yet.
+
+        A record whose content (candidates, context, suggestion, metadata, image) is what Argilla already
+        holds is not sent again, so a re-push uploads only what changed and leaves annotators' screens
+        alone. Argilla has no compare-and-set, so a record answered between the check and the upsert is
+        reported (``answered_meanwhile``) rather than silently mapped to candidates its annotator never saw.
+        """
         import argilla as rg
 
         summary = PushSummary()
+        pushed = self.ws.review_items()
         by_dataset: dict[str, list[ReviewRecord]] = defaultdict(list)
         for record in self.records():
             by_dataset[record.dataset].append(record)
@@ -211,7 +224,7 @@ class ReviewService:
             slots_available = {f.name for f in dataset.fields if f.name.startswith("candidate_")}
             answered = {external_id for external_id, answers in _responses_of(client, dataset.id) if answers}
             to_log = [r for r in records if r.record_id not in answered]
-            rg_records = []
+            rg_records, logged, unchanged = [], [], 0
             for record in to_log:
                 slots = {s: k for s, k in record.slots.items() if s in slots_available}
                 if len(slots) < len(record.slots):
@@ -222,6 +235,15 @@ class ReviewService:
                         len(slots),
                     )
                     record.slots = slots
+                record.content_sha = self._content_sha(record, slots)
+                previous = pushed.get((name, record.record_id))
+                if (
+                    previous is not None
+                    and previous.content_sha == record.content_sha
+                    and previous.slots == slots
+                ):
+                    unchanged += 1
+                    continue
                 fields = {"image": image_data_uri(self.ws.image_path(record.image), self.config.image_max_side),
                           "context": record.context, **{s: record.texts[s] for s in slots}}  # fmt: skip
                 suggestions = (
@@ -234,11 +256,40 @@ class ReviewService:
                 rg_records.append(
                     rg.Record(id=record.record_id, fields=fields, metadata=metadata, suggestions=suggestions)
                 )
+                logged.append(record)
             if rg_records:
                 dataset.records.log(rg_records)
-            self.ws.save_review_items([ReviewItem(name, r.record_id, r.image.id, r.slots) for r in to_log])
-            summary.datasets[name] = {"logged": len(rg_records), "kept_answered": len(records) - len(to_log)}
+                now_answered = {eid for eid, answers in _responses_of(client, dataset.id) if answers}
+                late = [r.record_id for r in logged if r.record_id in now_answered]
+                if late:
+                    log.warning(
+                        "%s: %d records were answered while this push updated them; check them in Argilla: %s",
+                        name,
+                        len(late),
+                        ", ".join(x[:12] for x in late[:5]),
+                    )
+                    summary.answered_meanwhile += late
+            self.ws.save_review_items(
+                [ReviewItem(name, r.record_id, r.image.id, r.slots, r.content_sha) for r in logged]
+            )
+            summary.datasets[name] = {
+                "logged": len(rg_records),
+                "unchanged": unchanged,
+                "kept_answered": len(records) - len(to_log),
+            }
         return summary
+
+    def _content_sha(self, record: ReviewRecord, slots: dict[str, str]) -> str:
+        """A hash of everything a pushed record shows (the image by id and display size, not its bytes)."""
+        shown = {
+            "image": [record.image.id, self.config.image_max_side],
+            "context": record.context,
+            "candidates": {s: record.texts.get(s) for s in slots},
+            "slots": slots,
+            "suggestion": record.suggestion,
+            "metadata": [record.image.country, record.image.language, record.image.category],
+        }
+        return hashlib.sha256(json.dumps(shown, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def pull(self, client: Any) -> PullSummary:
         """Fetch every response of every pushed record, then store them and the decisions at once."""

@@ -180,7 +180,12 @@ def m003_reviews(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_drafts, m003_reviews]
+def m004_review_content(db: sqlite3.Connection) -> None:
+    """What each pushed record showed (a hash), so a re-push skips records whose content is unchanged."""
+    db.execute("ALTER TABLE review_items ADD COLUMN content_sha TEXT")
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_drafts, m003_reviews, m004_review_content]
 
 
 def _execute_all(db: sqlite3.Connection, script: str) -> None:

@@ -21,6 +21,7 @@ class ReviewItem:
     record_id: str
     image_id: str
     slots: dict[str, str]  # "candidate_1" -> draft cache_key
+    content_sha: str | None = None  # what Argilla was sent (None: never pushed there, e.g. a JSONL export)
 
 
 @dataclass
@@ -60,7 +61,11 @@ class ReviewStoreMixin(StoreMixin):
         sql = "SELECT * FROM review_items" + (" WHERE dataset = ?" if dataset else "")
         return {
             (row["dataset"], row["record_id"]): ReviewItem(
-                row["dataset"], row["record_id"], row["image_id"], json.loads(row["slots_json"])
+                row["dataset"],
+                row["record_id"],
+                row["image_id"],
+                json.loads(row["slots_json"]),
+                row["content_sha"],
             )
             for row in self._query(sql, (dataset,) if dataset else ())
         }
@@ -69,11 +74,19 @@ class ReviewStoreMixin(StoreMixin):
         """Record pushed records and their hidden slot mapping (after Argilla accepted them)."""
         with self.transaction() as db:
             db.executemany(
-                """INSERT INTO review_items (dataset, record_id, image_id, slots_json, pushed_at) VALUES (?, ?, ?, ?, ?)
+                """INSERT INTO review_items (dataset, record_id, image_id, slots_json, pushed_at, content_sha)
+                   VALUES (?, ?, ?, ?, ?, ?)
                    ON CONFLICT(dataset, record_id) DO UPDATE SET slots_json = excluded.slots_json,
-                     pushed_at = excluded.pushed_at""",
+                     pushed_at = excluded.pushed_at, content_sha = excluded.content_sha""",
                 [
-                    (i.dataset, i.record_id, i.image_id, json.dumps(i.slots, sort_keys=True), now())
+                    (
+                        i.dataset,
+                        i.record_id,
+                        i.image_id,
+                        json.dumps(i.slots, sort_keys=True),
+                        now(),
+                        i.content_sha,
+                    )
                     for i in items
                 ],
             )

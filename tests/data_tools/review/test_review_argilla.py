@@ -66,7 +66,7 @@ def test_push_creates_one_dataset_per_variety_and_is_idempotent(review, argilla_
     summary = service.push(client)
     assert len(summary.datasets) == 10  # 11 images in 10 varieties (two es-MX images)
     name = f"{service.prefix}-es-MX"
-    assert summary.datasets[name] == {"logged": 2, "kept_answered": 0}
+    assert summary.datasets[name] == {"logged": 2, "unchanged": 0, "kept_answered": 0}
     dataset = client.datasets(name=name, workspace=argilla_server.workspace)
     assert [f.name for f in dataset.fields] == [
         "image",
@@ -94,8 +94,18 @@ def test_push_creates_one_dataset_per_variety_and_is_idempotent(review, argilla_
     text = " ".join(str(v) for v in record.fields.values())
     assert "cultural" not in text.lower().split() and "perturbed" not in text
     again = service.push(client)
-    assert again.datasets[name] == {"logged": 2, "kept_answered": 0}
+    assert again.datasets[name] == {"logged": 0, "unchanged": 2, "kept_answered": 0}  # nothing re-sent
+    assert len(list(dataset.records())) == 2
+    service.config.shuffle_seed = 99  # a new shuffle changes what unanswered records show: they are re-sent
+    reshuffled = service.push(client)
+    assert reshuffled.datasets[name]["logged"] + reshuffled.datasets[name]["unchanged"] == 2
+    assert sum(c["logged"] for c in reshuffled.datasets.values()) > 0
     assert len(list(dataset.records())) == 2  # upserted by id, not duplicated
+    stored = service.ws.review_items(name)
+    shown = {r.id: r.fields for r in dataset.records()}
+    drafts = {d.cache_key: d.caption for d in service.ws.drafts()}
+    for (_, record_id), item in stored.items():  # the workspace mapping is what Argilla shows
+        assert {s: drafts[k] for s, k in item.slots.items()} == {s: shown[record_id][s] for s in item.slots}
 
 
 def test_responses_come_back_whole_and_pull_is_idempotent(review, argilla_server):
@@ -165,7 +175,7 @@ def test_push_never_overwrites_an_answered_record(review, argilla_server):
     before = dict(service.ws.review_items(name)[(name, record_id)].slots)
     service.config.shuffle_seed = 99  # a new shuffle would change what an answered record shows
     summary = service.push(client)
-    assert summary.datasets[name] == {"logged": 0, "kept_answered": 1}
+    assert summary.datasets[name] == {"logged": 0, "unchanged": 0, "kept_answered": 1}
     assert service.ws.review_items(name)[(name, record_id)].slots == before
     record = next(
         iter(client.datasets(name=name, workspace=argilla_server.workspace).records(with_responses=True))

@@ -222,7 +222,8 @@ class ReviewService:
             language = records[0].image.language
             dataset = self._dataset(client, name, language, max(len(r.slots) for r in records), create=True)
             slots_available = {f.name for f in dataset.fields if f.name.startswith("candidate_")}
-            answered = {external_id for external_id, answers in _responses_of(client, dataset.id) if answers}
+            on_server = dict(_responses_of(client, dataset.id))  # external id -> answers, every record
+            answered = {external_id for external_id, answers in on_server.items() if answers}
             to_log = [r for r in records if r.record_id not in answered]
             rg_records, logged, unchanged = [], [], 0
             for record in to_log:
@@ -241,6 +242,7 @@ class ReviewService:
                     previous is not None
                     and previous.content_sha == record.content_sha
                     and previous.slots == slots
+                    and record.record_id in on_server  # a deleted dataset or record is sent again
                 ):
                     unchanged += 1
                     continue

@@ -106,6 +106,11 @@ def test_push_creates_one_dataset_per_variety_and_is_idempotent(review, argilla_
     drafts = {d.cache_key: d.caption for d in service.ws.drafts()}
     for (_, record_id), item in stored.items():  # the workspace mapping is what Argilla shows
         assert {s: drafts[k] for s, k in item.slots.items()} == {s: shown[record_id][s] for s in item.slots}
+    dataset.delete()  # someone deletes the dataset on the server: the next push sends everything again
+    restored = service.push(client)
+    assert restored.datasets[name] == {"logged": 2, "unchanged": 0, "kept_answered": 0}
+    dataset = client.datasets(name=name, workspace=argilla_server.workspace)
+    assert len(list(dataset.records())) == 2
 
 
 def test_responses_come_back_whole_and_pull_is_idempotent(review, argilla_server):

@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -354,6 +355,46 @@ def _summarise(result: dict[str, Any], tokens: int) -> dict[str, Any]:
     return result
 
 
+def static_memory(lora_r: int = 16) -> dict[str, float]:
+    """GiB the QLoRA layout holds before any activation, computed from the real 7B module tree.
+
+    Built on the meta device (no weights, no GPU). Counts what the registry quantises (nf4: half a
+    byte per weight, plus double-quantised block scales: one byte per 64 weights and an fp32 per 256
+    blocks), what stays bf16 (vision tower, projector, embeddings, lm_head, norms), and LoRA on the
+    language model's projections in fp32 with its gradients and two AdamW moments. A floor, not a
+    measurement: activations, the CUDA context and allocator slack come on top (the GPU run says).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from vlm.registry import get_spec, is_skipped
+
+    values = json.loads(MODEL_CONFIG.read_text())
+    values.pop("_comment", None)
+    config = AutoConfig.for_model(values.pop("model_type"), **values)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    spec = get_spec("qwen2_5_vl")
+    quantised = lora = 0
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and not is_skipped(name, spec.skip_modules):
+            quantised += module.weight.numel()
+            if re.fullmatch(spec.lora_targets, name):
+                lora += lora_r * (module.in_features + module.out_features)
+    total = sum(p.numel() for p in model.parameters())
+    gib = 1024**3
+    nf4 = quantised * 0.5 + quantised / 64 + quantised / 64 / 256 * 4
+    return {
+        "parameters_b": total / 1e9,
+        "quantised_b": quantised / 1e9,
+        "nf4_gib": nf4 / gib,
+        "bf16_gib": (total - quantised) * 2 / gib,
+        "lora_m": lora / 1e6,
+        "lora_train_gib": lora * 4 * 4 / gib,  # fp32 weights + gradients + 2 AdamW moments
+        "floor_gib": (nf4 + (total - quantised) * 2 + lora * 16) / gib,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -376,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", type=Path, default=None, help="cache for the random model (default: a temp dir)"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--static",
+        action="store_true",
+        help="only print the QLoRA layout's weight-memory floor for the real 7B architecture (no GPU needed)",
+    )
     # child-process options
     parser.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
@@ -386,6 +432,16 @@ def main(argv: list[str] | None = None) -> int:
     opts.image_tokens = opts.image_tokens or (16 if opts.tiny else 1024)
     if opts.child:
         child(opts)
+        return 0
+    if opts.static:
+        floor = static_memory()
+        print(
+            f"Qwen2.5-VL-7B architecture: {floor['parameters_b']:.2f} B parameters, {floor['quantised_b']:.2f} B in nf4 "
+            f"({floor['nf4_gib']:.2f} GiB), the rest bf16 ({floor['bf16_gib']:.2f} GiB); LoRA r=16 on the language "
+            f"model: {floor['lora_m']:.1f} M parameters ({floor['lora_train_gib']:.2f} GiB with fp32 gradients and "
+            f"AdamW moments)\nweight-memory floor: {floor['floor_gib']:.2f} GiB of the {GOAL_MEMORY_GIB:.0f} GiB goal "
+            "(computed, not measured: activations and the CUDA context come on top)"
+        )
         return 0
 
     import torch

@@ -204,3 +204,27 @@ def test_llava_next_budget_prunes_the_largest_anyres_grids(tiny_model, tmp_path)
     assert sync_model_to_processor(model, processor) == []  # already in step
     processor.save_pretrained(tmp_path)
     assert AutoProcessor.from_pretrained(tmp_path).image_processor.image_grid_pinpoints == [[32, 32]]
+
+
+def test_regexes_hold_on_the_real_qwen2_5_vl_7b_module_tree():
+    """The published 7B architecture (configs/models/, built on the meta device: no weights, no Hub)."""
+    import json
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    values = json.loads((Path(__file__).parents[3] / "configs" / "models" / "qwen2_5_vl_7b.json").read_text())
+    values.pop("_comment")
+    config = AutoConfig.for_model(values.pop("model_type"), **values)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    assert sum(p.numel() for p in model.parameters()) / 1e9 == pytest.approx(8.29, abs=0.01)
+    spec = get_spec("qwen2_5_vl")
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    targeted = [n for n in names if re.fullmatch(spec.lora_targets, n)]
+    assert len(targeted) == 28 * 7  # q, k, v, o, gate, up, down in each of the 28 decoder layers
+    skipped = [n for n in names if is_skipped(n, spec.skip_modules)]
+    assert set(skipped) | set(targeted) == set(names) and not set(skipped) & set(targeted)
+    assert "lm_head" in skipped
+    assert sum(".visual.blocks." in n for n in skipped) == 32 * 5  # qkv, proj, gate, up, down per ViT block

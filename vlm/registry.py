@@ -101,12 +101,14 @@ _PROBE_SHAPES: tuple[tuple[int, int], ...] = ((1, 1), (2, 1), (1, 2), (4, 3))
 _PROBE_SIDE = 2048
 
 
-def _probe_images(side: int = _PROBE_SIDE) -> list[Image.Image]:
-    """Large images of several aspect ratios: together they hit a processor's worst case."""
+def _probe_images(
+    side: int = _PROBE_SIDE, shapes: Iterable[tuple[int, int]] = _PROBE_SHAPES
+) -> list[Image.Image]:
+    """Large images of several aspect ratios (``(w, h)``): together they hit a processor's worst case."""
     from PIL import Image
 
     images = []
-    for w, h in _PROBE_SHAPES:
+    for w, h in dict.fromkeys(shapes):
         scale = side / max(w, h)
         images.append(Image.new("RGB", (max(1, round(w * scale)), max(1, round(h * scale))), (128, 96, 64)))
     return images
@@ -124,9 +126,15 @@ def count_image_tokens(processor: ProcessorMixin, image: Image.Image, image_toke
     return int((encoded["input_ids"] == image_token_id).sum())
 
 
-def max_image_tokens(processor: ProcessorMixin, image_token_id: int) -> int:
-    """The most image tokens one image can become with ``processor`` (probed, not computed)."""
-    return max(count_image_tokens(processor, image, image_token_id) for image in _probe_images())
+def max_image_tokens(
+    processor: ProcessorMixin, image_token_id: int, shapes: Iterable[tuple[int, int]] = ()
+) -> int:
+    """The most image tokens one image can become with ``processor`` (probed, not computed).
+
+    ``shapes`` adds aspect ratios ``(w, h)`` to the standard probes (e.g. each anyres grid's own).
+    """
+    shapes = (*_PROBE_SHAPES, *shapes)
+    return max(count_image_tokens(processor, image, image_token_id) for image in _probe_images(shapes=shapes))
 
 
 def _size_get(size: Any, key: str) -> Any:
@@ -170,16 +178,28 @@ def _budget_llava_next(processor: ProcessorMixin, budget: int, image_token_id: i
     fits; a single base-sized tile is the floor. The model reads the same list from its config to
     unpad the features, so :func:`sync_model_to_processor` must copy it over before any forward."""
     ip = processor.image_processor
-    grids = sorted((list(g) for g in ip.image_grid_pinpoints), key=lambda g: (g[0] * g[1], g))
-    crop = _size_get(ip.crop_size, "height"), _size_get(ip.crop_size, "width")
-    worst = max_image_tokens(processor, image_token_id)
+    grids = [list(g) for g in ip.image_grid_pinpoints]
+    # Every grid's own aspect ratio is probed too: after the square grid goes, a 3:1 grid is the worst.
+    shapes = [(w, h) for h, w in grids] + [(h, w) for h, w in grids]
+    worst = max_image_tokens(processor, image_token_id, shapes)
+    if worst <= budget:
+        return worst
+
+    def cost(grid: list[int]) -> int:  # the worst case with this grid alone
+        ip.image_grid_pinpoints = [grid]
+        return max_image_tokens(processor, image_token_id, shapes)
+
+    costs = {tuple(g): cost(g) for g in grids}
+    grids.sort(key=lambda g: costs[tuple(g)])
     while worst > budget and len(grids) > 1:
-        grids.pop()
+        grids.pop()  # the costliest grid left
         ip.image_grid_pinpoints = [list(g) for g in grids]
-        worst = max_image_tokens(processor, image_token_id)
+        worst = max_image_tokens(processor, image_token_id, shapes)
+    crop = _size_get(ip.crop_size, "height"), _size_get(ip.crop_size, "width")
     if worst > budget and None not in crop and grids != [list(crop)]:
         ip.image_grid_pinpoints = [list(crop)]
-        worst = max_image_tokens(processor, image_token_id)
+        worst = max_image_tokens(processor, image_token_id, shapes)
+    ip.image_grid_pinpoints = [list(g) for g in ip.image_grid_pinpoints]
     return worst
 
 

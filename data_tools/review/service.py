@@ -209,10 +209,9 @@ class ReviewService:
         A record whose content (candidates, context, suggestion, metadata, image) is what Argilla already
         holds is not sent again, so a re-push uploads only what changed and leaves annotators' screens
         alone. Argilla has no compare-and-set, so a record answered between the check and the upsert is
-        reported (``answered_meanwhile``) rather than silently mapped to candidates its annotator never saw.
+        reported (``answered_meanwhile``) and gets its previous candidates back, rather than its answer
+        being mapped to candidates its annotator never saw.
         """
-        import argilla as rg
-
         summary = PushSummary()
         pushed = self.ws.review_items()
         by_dataset: dict[str, list[ReviewRecord]] = defaultdict(list)
@@ -246,31 +245,12 @@ class ReviewService:
                 ):
                     unchanged += 1
                     continue
-                fields = {"image": image_data_uri(self.ws.image_path(record.image), self.config.image_max_side),
-                          "context": record.context, **{s: record.texts[s] for s in slots}}  # fmt: skip
-                suggestions = (
-                    [rg.Suggestion("correction", record.suggestion, agent="mirada-draft")]
-                    if record.suggestion
-                    else []
-                )
-                metadata = {k: v for k, v in (("country", record.image.country), ("language", record.image.language),
-                                              ("category", record.image.category)) if v}  # fmt: skip
-                rg_records.append(
-                    rg.Record(id=record.record_id, fields=fields, metadata=metadata, suggestions=suggestions)
-                )
+                rg_records.append(self._rg_record(record, slots))
                 logged.append(record)
             if rg_records:
-                dataset.records.log(rg_records)
-                now_answered = {eid for eid, answers in _responses_of(client, dataset.id) if answers}
-                late = [r.record_id for r in logged if r.record_id in now_answered]
-                if late:
-                    log.warning(
-                        "%s: %d records were answered while this push updated them; check them in Argilla: %s",
-                        name,
-                        len(late),
-                        ", ".join(x[:12] for x in late[:5]),
-                    )
-                    summary.answered_meanwhile += late
+                self._log(dataset, rg_records)
+                restored = self._restore_answered_meanwhile(client, dataset, logged, pushed, summary)
+                logged = [r for r in logged if r.record_id not in restored]
             self.ws.save_review_items(
                 [ReviewItem(name, r.record_id, r.image.id, r.slots, r.content_sha) for r in logged]
             )
@@ -280,6 +260,64 @@ class ReviewService:
                 "kept_answered": len(records) - len(to_log),
             }
         return summary
+
+    def _rg_record(self, record: ReviewRecord, slots: dict[str, str]) -> Any:
+        """The Argilla record for ``record`` showing ``slots`` (image as a resized data URI)."""
+        import argilla as rg
+
+        fields = {"image": image_data_uri(self.ws.image_path(record.image), self.config.image_max_side),
+                  "context": record.context, **{s: record.texts[s] for s in slots}}  # fmt: skip
+        suggestions = (
+            [rg.Suggestion("correction", record.suggestion, agent="mirada-draft")]
+            if record.suggestion
+            else []
+        )
+        metadata = {k: v for k, v in (("country", record.image.country), ("language", record.image.language),
+                                      ("category", record.image.category)) if v}  # fmt: skip
+        return rg.Record(id=record.record_id, fields=fields, metadata=metadata, suggestions=suggestions)
+
+    def _log(self, dataset: Any, rg_records: list[Any]) -> None:
+        dataset.records.log(rg_records)
+
+    def _restore_answered_meanwhile(
+        self,
+        client: Any,
+        dataset: Any,
+        logged: list[ReviewRecord],
+        pushed: dict[tuple[str, str], ReviewItem],
+        summary: PushSummary,
+    ) -> set[str]:
+        """Put back what annotators saw on records answered between the check and the upsert.
+
+        Argilla has no compare-and-set. An answer that lands while a push updates a record was given to
+        the previous candidates (nobody loads, reads and ranks four captions in the milliseconds after
+        the upsert), so that record gets its previous candidates back and keeps its previous mapping.
+        Returns the ids restored; all late ids are reported in ``summary.answered_meanwhile``.
+        """
+        now_answered = {eid for eid, answers in _responses_of(client, dataset.id) if answers}
+        late = [r for r in logged if r.record_id in now_answered]
+        if not late:
+            return set()
+        summary.answered_meanwhile += [r.record_id for r in late]
+        captions = {d.cache_key: d.caption or "" for d in self.ws.drafts()}
+        restore = []
+        for record in late:
+            previous = pushed.get((record.dataset, record.record_id))
+            if previous is None:  # first push of this record: what was answered is what was just sent
+                continue
+            record.slots = dict(previous.slots)
+            record.texts = {s: captions.get(k, "") for s, k in previous.slots.items()}
+            restore.append(record)
+        if restore:
+            self._log(dataset, [self._rg_record(r, r.slots) for r in restore])
+        log.warning(
+            "%s: %d records were answered while this push updated them; %d got their previous candidates back: %s",
+            dataset.name,
+            len(late),
+            len(restore),
+            ", ".join(r.record_id[:12] for r in late[:5]),
+        )
+        return {r.record_id for r in restore}
 
     def _content_sha(self, record: ReviewRecord, slots: dict[str, str]) -> str:
         """A hash of everything a pushed record shows (the image by id and display size, not its bytes)."""

@@ -89,6 +89,7 @@ class Workspace(DraftStoreMixin, ReviewStoreMixin):
         self.root = root
         self._db = db
         self._lock = threading.RLock()
+        self._depth = 0  # nesting of transaction() blocks; only touched by the thread holding _lock
 
     # -- lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -140,16 +141,24 @@ class Workspace(DraftStoreMixin, ReviewStoreMixin):
         from them, which must never be seen half-written.
         """
         with self._lock:
-            if self._db.in_transaction:
-                yield self._db
+            if self._depth:  # this thread already holds an open transaction: join it
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
                 return
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE")  # raises if a transaction leaked: loud, never joined silently
+            self._depth = 1
             try:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

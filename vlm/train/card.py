@@ -60,6 +60,7 @@ class CardFacts:
     base_model: str
     base_is_hub: bool
     family: str
+    grid_sync: bool  # LLaVA-NeXT: the model config must take the processor's (possibly pruned) anyres grids
     method: str
     dataset: str
     dataset_link: str | None
@@ -186,6 +187,7 @@ def card_facts(
         base_model=base,
         base_is_hub=_is_hub_id(base),
         family=spec.display_name,
+        grid_sync="llava_next" in spec.model_types,
         method=script.method,
         dataset=dataset_hub or Path(script.dataset_name).name,
         dataset_link=f"{_HUB}/datasets/{dataset_hub}" if dataset_hub else None,
@@ -294,6 +296,11 @@ def _usage(facts: CardFacts) -> str:
     adapter = facts.repo_id or "path/to/this/run"
     base = facts.base_model
     prompt = PROMPTS.get(facts.languages[0], PROMPTS["es"]) if facts.languages else PROMPTS["es"]
+    sync = (
+        "base.config.image_grid_pinpoints = processor.image_processor.image_grid_pinpoints  # the grids trained with\n"
+        if facts.grid_sync
+        else ""
+    )
     return f'''```python
 import torch
 from peft import PeftModel
@@ -303,7 +310,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 base = AutoModelForImageTextToText.from_pretrained("{base}", dtype=torch.bfloat16, device_map="auto")
 model = PeftModel.from_pretrained(base, "{adapter}")  # or load the merged model, if one was published
 processor = AutoProcessor.from_pretrained("{adapter}")  # keeps the image budget used in training
-
+{sync}
 messages = [
     {{
         "role": "user",

@@ -435,30 +435,35 @@ def load_model(
             "family %s is set, but the checkpoint's model_type is %s", spec.name, model.config.model_type
         )
     disable_cpu_repack(model)
-    if quantization_config is not None and getattr(quantization_config, "load_in_4bit", False):
+    if quantization_config is not None:
         check_quantized_layout(model, spec, list(quantization_config.llm_int8_skip_modules or []))
     return model
 
 
 def check_quantized_layout(model: torch.nn.Module, spec: ModelSpec, skip_modules: Sequence[str]) -> int:
-    """Refuse a 4-bit model whose vision side or ``lm_head`` got quantised, or where nothing did.
+    """Refuse a 4/8-bit model whose vision side or ``lm_head`` got quantised, or where nothing did.
 
     User-supplied ``skip_modules`` replace the registry's; transformers matches them from the start
     of a module name, so a bare ``visual`` silently quantises Qwen's ViT (DESIGN §6.3). The layout is
-    checked on the loaded model against the family's own patterns. Returns the 4-bit layer count.
+    checked on the loaded model against the family's own patterns. Returns the quantised layer count.
     """
-    four_bit = {id(module) for module in _linear4bit_modules(model)}
-    quantized = [name for name, module in model.named_modules() if id(module) in four_bit]
+    import bitsandbytes as bnb
+
+    quantized = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt))
+    ]
     wrong = [name for name in quantized if is_skipped(name, spec.skip_modules)]
     if wrong:
         raise ConfigError(
-            f"skip_modules {list(skip_modules)} leave {len(wrong)} vision/projector/lm_head layers 4-bit "
+            f"skip_modules {list(skip_modules)} leave {len(wrong)} vision/projector/lm_head layers quantised "
             f"(e.g. {wrong[0]}); transformers matches an entry from the start of the module name, so write "
             f"regexes like {list(spec.skip_modules)} (the {spec.display_name} default)"
         )
     if not quantized:
         raise ConfigError(
-            f"load_in_4bit is set but no layer was quantised: skip_modules {list(skip_modules)} match the "
+            f"4/8-bit loading is set but no layer was quantised: skip_modules {list(skip_modules)} match the "
             "language model too; drop them or use the family default"
         )
     return len(quantized)

@@ -237,3 +237,55 @@ def test_cli_errors_for_wrong_key_and_down_server(drafted, argilla_server):
     )
     with pytest.raises(UserError, match="ARGILLA_API_URL"):
         connect(ReviewConfig())
+
+
+def test_a_record_answered_during_a_push_gets_its_previous_candidates_back(
+    review, argilla_server, monkeypatch
+):
+    """The race Argilla cannot prevent (no compare-and-set): an annotator answers between the push's check
+    and its upsert. The answer was given to the previous candidates, so those are put back and kept."""
+    service, client = review
+    with service.ws.transaction() as db:  # the fake drafting server words every candidate alike
+        db.execute("UPDATE drafts SET caption = caption || ' (' || substr(cache_key, 1, 8) || ')'")
+    service.push(client)
+    name = f"{service.prefix}-es-MX"
+    ids = server_ids(client, name, argilla_server.workspace)
+    stored = service.ws.review_items(name)
+    service.config.shuffle_seed = 99  # the push wants to show candidates in a new order
+    moved = [
+        r.record_id
+        for r in service.records()
+        if r.dataset == name and r.slots != stored[(name, r.record_id)].slots
+    ]
+    assert moved, "the new shuffle must change at least one record of this dataset"
+    record_id, server_id = moved[0], ids[moved[0]]
+    before = dict(stored[(name, record_id)].slots)
+    shown_before = {
+        s: v for s, v in _fields(client, name, argilla_server.workspace)[record_id].items() if s in before
+    }
+    new_texts = next(r.texts for r in service.records() if r.record_id == record_id)
+    assert new_texts != shown_before  # the push would change what this record shows
+
+    original = ReviewService._log
+    calls = []
+
+    def answer_first(self, dataset, rg_records):  # the annotator's answer lands just before the upsert
+        if dataset.name == name and not calls:
+            order = ranking("candidate_1", "candidate_2", "candidate_3", "candidate_4")
+            annotate(argilla_server, "ana", server_id, {"ranking": order})
+            calls.append(len(rg_records))
+        original(self, dataset, rg_records)
+
+    monkeypatch.setattr(ReviewService, "_log", answer_first)
+    summary = service.push(client)
+    assert summary.answered_meanwhile == [record_id]
+    assert (
+        service.ws.review_items(name)[(name, record_id)].slots == before
+    )  # the mapping the answer refers to
+    shown_after = _fields(client, name, argilla_server.workspace)[record_id]
+    assert {s: shown_after[s] for s in before} == shown_before  # and what the annotator saw is back
+    assert summary.datasets[name]["logged"] >= 1
+
+
+def _fields(client, name: str, workspace: str) -> dict[str, dict]:
+    return {str(r.id): dict(r.fields) for r in client.datasets(name=name, workspace=workspace).records()}

@@ -126,3 +126,14 @@ def test_paligemma_still_refuses_preference_methods(settings):
     with pytest.raises(Exception, match="cannot be trained with DPO"):
         run_training(script, args, model_args)
     assert get_spec("paligemma").prefix_lm
+
+
+def test_inference_template_renders_the_prefix_the_collator_trains_on(paligemma):
+    _, processor = paligemma
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": "Eres experto."}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]},
+    ]
+    rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    prefix, _ = split_prefix_suffix({"messages": [*messages, {"role": "assistant", "content": GOOD}]})
+    assert rendered == processor.image_token + prefix == f"<image>Eres experto.\n{PROMPT}"

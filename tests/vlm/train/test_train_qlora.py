@@ -104,12 +104,30 @@ def test_sft_prompt_completion_layout_trains_on_the_completion(settings):
     assert all(h["grad_norm"] > 0 for h in result.log_history if "grad_norm" in h)
 
 
-def test_llava_next_with_a_lowered_budget_trains_and_reloads(settings):
+def test_llava_next_with_a_lowered_budget_trains_and_reloads(settings, tmp_path, monkeypatch):
     """Pruned anyres grids reach the model config too; otherwise the feature count mismatches the placeholders."""
+    import re
+
+    from tests.helpers import draw_image
+
     script, args, model_args = settings(
-        "dpo", "llava_next", "max_image_tokens=40", "eval_strategy=no", "eval_on_start=false"
+        "dpo",
+        "llava_next",
+        "max_image_tokens=40",
+        "eval_strategy=no",
+        "eval_on_start=false",
+        "model_card=true",
     )
     result = run_training(script, args, model_args)
+    card = (result.output_dir / "README.md").read_text()
+    snippet = re.search(r"## How to use\n\n```python\n(.*?)```", card, re.S).group(1)
+    assert "image_grid_pinpoints" in snippet
+    monkeypatch.chdir(tmp_path)
+    draw_image(5, (96, 48)).save("foto.jpg")
+    snippet = snippet.replace("path/to/this/run", str(result.output_dir)).replace(
+        "max_new_tokens=200", "max_new_tokens=2"
+    )
+    exec(compile(snippet, "model-card-snippet", "exec"), {})  # a published adapter works as its card says
     assert result.image_tokens == 36
     assert all(h["grad_norm"] > 0 for h in result.log_history if "grad_norm" in h)
 
@@ -128,7 +146,7 @@ def test_llava_next_with_a_lowered_budget_trains_and_reloads(settings):
 @pytest.mark.parametrize(
     ("patterns", "message"),
     [
-        ("visual", r"leave \d+ vision/projector/lm_head layers 4-bit \(e\.g\. (model\.visual|lm_head)"),
+        ("visual", r"leave \d+ vision/projector/lm_head layers quantised \(e\.g\. (model\.visual|lm_head)"),
         (".*", "no layer was quantised"),
     ],
 )

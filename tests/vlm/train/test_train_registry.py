@@ -228,3 +228,24 @@ def test_regexes_hold_on_the_real_qwen2_5_vl_7b_module_tree():
     assert set(skipped) | set(targeted) == set(names) and not set(skipped) & set(targeted)
     assert "lm_head" in skipped
     assert sum(".visual.blocks." in n for n in skipped) == 32 * 5  # qkv, proj, gate, up, down per ViT block
+
+
+def test_llava_next_budget_is_a_real_cap_with_the_published_grids(tiny_model):
+    """llava-v1.6-mistral's grids (336 px tiles, patch 14): once 672x672 goes, the 3:1 grids are the worst
+    case, which only a probe of their own aspect ratio finds."""
+    from PIL import Image
+    from transformers import LlavaNextImageProcessorPil, LlavaNextProcessor
+
+    tiny, token = _processor(tiny_model, "llava_next")
+    grids = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+    image_processor = LlavaNextImageProcessorPil(
+        size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}, image_grid_pinpoints=grids
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor, tokenizer=tiny.tokenizer, chat_template=tiny.chat_template,
+        patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+    )  # fmt: skip
+    worst = get_spec("llava_next").apply_budget(processor, 2400, token)
+    assert worst == 2376 and [672, 672] not in processor.image_processor.image_grid_pinpoints
+    real = [(3000, 1000), (1000, 3000), (2000, 1000), (1500, 1500), (4000, 1000), (1200, 900)]
+    assert max(count_image_tokens(processor, Image.new("RGB", size), token) for size in real) == worst

@@ -418,6 +418,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
+        "--cpu-full",
+        action="store_true",
+        help="allow the full-size architecture without a GPU: a smoke test of the real-size path (needs ~20 GiB "
+        "RAM; use with --image-tokens 64 --steps 1 --warmup 0 --ours-batches 1 --skip-baseline)",
+    )
+    parser.add_argument("--skip-baseline", action="store_true", help="measure Mirada's settings only")
+    parser.add_argument(
         "--static",
         action="store_true",
         help="only print the QLoRA layout's weight-memory floor for the real 7B architecture (no GPU needed)",
@@ -446,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    if not opts.tiny and not torch.cuda.is_available():
+    if not opts.tiny and not torch.cuda.is_available() and not opts.cpu_full:
         print(
             "no CUDA GPU: the full-size benchmark needs one (about 20 GiB); run with --tiny on CPU",
             file=sys.stderr,
@@ -480,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(prompt+chosen + prompt+rejected); {opts.warmup} warm-up + {opts.steps} measured steps"
     )
     results = []
-    for config, batch in [("trl", opts.baseline_batch), *[("ours", b) for b in batches]]:
+    runs = [] if opts.skip_baseline else [("trl", opts.baseline_batch)]
+    for config, batch in [*runs, *[("ours", b) for b in batches]]:
         print(f"  running {config} batch {batch} ...", flush=True)
         results.append(_summarise(_spawn(opts, config, batch, model, data), tokens))
 

@@ -245,6 +245,36 @@ def _build_idefics3(tokenizer: TokenizersBackend, chat_template: str) -> tuple[A
     return config, processor
 
 
+def _build_smolvlm(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any, ProcessorMixin]:
+    """SmolVLM(2): Idefics3's layout (tiles + global view, pixel-shuffle connector) with its own
+    processor, which imports num2words and holds a torchvision-only video processor."""
+    from transformers import SmolVLMConfig, SmolVLMImageProcessorPil, SmolVLMProcessor
+    from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
+
+    tile, patch, scale = 32, 8, 2
+    image_processor = SmolVLMImageProcessorPil(
+        size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile}, do_image_splitting=True
+    )
+    video_processor = SmolVLMVideoProcessor(
+        size={"longest_edge": tile}, max_image_size={"longest_edge": tile}, max_frames=2
+    )
+    processor = SmolVLMProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        image_seq_len=(tile // patch) ** 2 // scale**2,
+        chat_template=chat_template,
+    )
+    config = SmolVLMConfig(
+        text_config={**_TEXT, **_TEXT_HEADS, **_common_ids(tokenizer), "model_type": "llama"},
+        vision_config={**_VISION, "image_size": tile, "patch_size": patch},
+        scale_factor=scale,
+        image_token_id=_token_id(tokenizer, "<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return config, processor
+
+
 def _clip_vision(image_size: int, patch: int) -> dict[str, Any]:
     """The CLIP vision tower both LLaVA families use."""
     return {
@@ -452,6 +482,23 @@ _FAMILIES: dict[str, _FamilySpec] = {
             add_bos_token=True,
             chat_template="trl:idefics3",
             build=_build_idefics3,
+        ),
+        _FamilySpec(
+            name="smolvlm",
+            special_tokens={
+                "bos_token": "<|im_start|>",
+                "eos_token": "<end_of_utterance>",
+                "pad_token": "<|im_end|>",
+                "image_token": "<image>",
+            },
+            other_tokens=(
+                "<fake_token_around_image>",
+                "<global-img>",
+                "<video>",
+                *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
+            ),
+            chat_template="trl:smolvlm",
+            build=_build_smolvlm,
         ),
         _FamilySpec(
             name="llava",

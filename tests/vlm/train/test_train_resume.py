@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,34 @@ def test_same_seed_same_result(settings, tmp_path):
     ]
     a, b = (load_file(r.output_dir / "adapter_model.safetensors") for r in runs)
     assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_smolvlm_presets_chain_sft_then_dpo(tiny_model, pref_data, tmp_path):
+    """The "quick real run" recipe as shipped (configs/train/smolvlm-{sft,dpo}.yaml), on a tiny SmolVLM."""
+    from tests.vlm.train.train_helpers import FAST
+    from vlm.train.cli import parse_args
+
+    root = Path(__file__).resolve().parents[3] / "configs" / "train"
+    common = [
+        f"model_name_or_path={tiny_model('smolvlm')}",
+        *FAST,
+        "max_image_tokens=null",
+        "max_tokens=null",
+    ]
+    sft = run_training(
+        *parse_args(
+            ["--config", str(root / "smolvlm-sft.yaml"), *common, f"dataset_name={pref_data('sft')}",
+             f"output_dir={tmp_path / 'sft'}"]
+        )
+    )  # fmt: skip
+    dpo = run_training(
+        *parse_args(
+            ["--config", str(root / "smolvlm-dpo.yaml"), *common, f"dataset_name={pref_data('dpo')}",
+             f"adapter_name_or_path={sft.output_dir}", f"output_dir={tmp_path / 'dpo'}"]
+        )
+    )  # fmt: skip
+    for result in (sft, dpo):
+        assert result.family == "smolvlm" and result.image_tokens == 20
+        assert all(
+            math.isfinite(h["loss"]) and h["grad_norm"] > 0 for h in result.log_history if "grad_norm" in h
+        )

@@ -322,7 +322,14 @@ class ImageServer:
             else:
                 body = encode(draw_image(8, (300, 200)))
         elif path == "/slow.jpg":
-            time.sleep(1.5)
+            # The client gives up after timeout_s=0.5 and frees its slot; from then on this request is
+            # no longer in flight for it, so it stops counting here too (else the limit check flakes).
+            time.sleep(0.45)
+            with self.lock:
+                self.in_flight -= 1
+            time.sleep(1.05)
+            with self.lock:
+                self.in_flight += 1  # balanced by do_GET's decrement
             body = encode(draw_image(9, (300, 200)))
         else:
             status, body, ctype = 404, b"not found", "text/plain"

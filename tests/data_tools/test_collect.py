@@ -294,11 +294,7 @@ class ImageServer:
                     owner.hits[self.path] = owner.hits.get(self.path, 0) + 1
                     owner.in_flight += 1
                     owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
-                try:
-                    owner.respond(self)
-                finally:
-                    with owner.lock:
-                        owner.in_flight -= 1
+                owner.respond(self)  # counts the request out itself, before the client can see its end
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -329,7 +325,7 @@ class ImageServer:
                 self.in_flight -= 1
             time.sleep(1.05)
             with self.lock:
-                self.in_flight += 1  # balanced by do_GET's decrement
+                self.in_flight += 1  # balanced below, before the response goes out
             body = encode(draw_image(9, (300, 200)))
         else:
             status, body, ctype = 404, b"not found", "text/plain"
@@ -338,6 +334,8 @@ class ImageServer:
         handler.send_header("Content-Length", str(len(body)))
         for key, value in headers.items():
             handler.send_header(key, value)
+        with self.lock:  # out of flight before the client can read a byte: it may then start the next
+            self.in_flight -= 1
         handler.end_headers()
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             handler.wfile.write(body)

@@ -219,60 +219,51 @@ def _build_qwen2_vl(tokenizer: TokenizersBackend, chat_template: str) -> tuple[A
     return config, _qwen_processor(tokenizer, chat_template, Qwen2VLProcessor)
 
 
+_TILE, _TILE_PATCH, _TILE_SCALE = 32, 8, 2
+_TILE_SIZES = {"size": {"longest_edge": 2 * _TILE}, "max_image_size": {"longest_edge": _TILE}}
+
+
+def _tiled_config(config_class: type, tokenizer: TokenizersBackend) -> Any:
+    """Idefics3 and SmolVLM share the layout: a Llama text model and a pixel-shuffle connector."""
+    return config_class(
+        text_config={**_TEXT, **_TEXT_HEADS, **_common_ids(tokenizer), "model_type": "llama"},
+        vision_config={**_VISION, "image_size": _TILE, "patch_size": _TILE_PATCH},
+        scale_factor=_TILE_SCALE,
+        image_token_id=_token_id(tokenizer, "<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
 def _build_idefics3(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any, ProcessorMixin]:
     from transformers import Idefics3Config, Idefics3ImageProcessorPil, Idefics3Processor
 
-    tile, patch, scale = 32, 8, 2
     # Image splitting stays on, as in the real model: an image up to 2x2 tiles plus the global view,
     # each tile (32/8)^2 / 2^2 = 4 image tokens.
-    image_processor = Idefics3ImageProcessorPil(
-        size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile}, do_image_splitting=True
-    )
-    image_seq_len = (tile // patch) ** 2 // scale**2
     processor = Idefics3Processor(
-        image_processor=image_processor,
+        image_processor=Idefics3ImageProcessorPil(**_TILE_SIZES, do_image_splitting=True),
         tokenizer=tokenizer,
-        image_seq_len=image_seq_len,
+        image_seq_len=(_TILE // _TILE_PATCH) ** 2 // _TILE_SCALE**2,
         chat_template=chat_template,
     )
-    config = Idefics3Config(
-        text_config={**_TEXT, **_TEXT_HEADS, **_common_ids(tokenizer), "model_type": "llama"},
-        vision_config={**_VISION, "image_size": tile, "patch_size": patch},
-        scale_factor=scale,
-        image_token_id=_token_id(tokenizer, "<image>"),
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return config, processor
+    return _tiled_config(Idefics3Config, tokenizer), processor
 
 
 def _build_smolvlm(tokenizer: TokenizersBackend, chat_template: str) -> tuple[Any, ProcessorMixin]:
-    """SmolVLM(2): Idefics3's layout (tiles + global view, pixel-shuffle connector) with its own
-    processor, which imports num2words and holds a torchvision-only video processor."""
+    """SmolVLM(2): Idefics3's layout with its own processor, which imports num2words and holds a
+    torchvision-only video processor."""
     from transformers import SmolVLMConfig, SmolVLMImageProcessorPil, SmolVLMProcessor
     from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 
-    tile, patch, scale = 32, 8, 2
-    image_processor = SmolVLMImageProcessorPil(
-        size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile}, do_image_splitting=True
-    )
-    video_processor = SmolVLMVideoProcessor(
-        size={"longest_edge": tile}, max_image_size={"longest_edge": tile}, max_frames=2
-    )
     processor = SmolVLMProcessor(
-        image_processor=image_processor,
+        image_processor=SmolVLMImageProcessorPil(**_TILE_SIZES, do_image_splitting=True),
         tokenizer=tokenizer,
-        video_processor=video_processor,
-        image_seq_len=(tile // patch) ** 2 // scale**2,
+        video_processor=SmolVLMVideoProcessor(
+            size={"longest_edge": _TILE}, max_image_size={"longest_edge": _TILE}
+        ),
+        image_seq_len=(_TILE // _TILE_PATCH) ** 2 // _TILE_SCALE**2,
         chat_template=chat_template,
     )
-    config = SmolVLMConfig(
-        text_config={**_TEXT, **_TEXT_HEADS, **_common_ids(tokenizer), "model_type": "llama"},
-        vision_config={**_VISION, "image_size": tile, "patch_size": patch},
-        scale_factor=scale,
-        image_token_id=_token_id(tokenizer, "<image>"),
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return config, processor
+    return _tiled_config(SmolVLMConfig, tokenizer), processor
 
 
 def _clip_vision(image_size: int, patch: int) -> dict[str, Any]:

@@ -17,10 +17,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import to_jsonable_python
 
+from data_tools.errors import UserError
+
 T = TypeVar("T", bound="StageConfig")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration that cannot be used; the message says which key and why."""
 
 

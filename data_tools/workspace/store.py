@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data_tools.errors import UserError
 from data_tools.records import ImageMetadata
 from data_tools.workspace._base import now
 from data_tools.workspace.drafts import DraftStoreMixin
@@ -78,7 +79,7 @@ class InputRow:
     detail: str | None
 
 
-class WorkspaceError(RuntimeError):
+class WorkspaceError(UserError, RuntimeError):
     """The workspace cannot be opened or is not a Mirada workspace."""
 
 

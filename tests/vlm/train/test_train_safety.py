@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +84,69 @@ def test_a_killed_run_leaves_no_generic_trl_readme(settings):
     assert (output / "checkpoint-1").is_dir()
     readmes = [p for p in output.rglob("README.md")]
     assert not any("fine-tuned version of" in p.read_text() for p in readmes), readmes
+
+
+class _EchoingHub(http.server.BaseHTTPRequestHandler):
+    """A Hub endpoint that fails every request and echoes the Authorization header back (as some proxies do)."""
+
+    status = 401
+
+    def _fail(self) -> None:
+        body = json.dumps(
+            {"error": f"Invalid credentials in Authorization header: {self.headers.get('Authorization')}"}
+        )
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    do_GET = do_POST = do_PUT = do_HEAD = _fail
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("status", [401, 500])
+def test_a_failed_push_is_one_redacted_line(tiny_model, pref_data, tmp_path, monkeypatch, capsys, status):
+    from data_tools.cli import main as mirada
+    from tests.vlm.train.train_helpers import FAST
+
+    handler = type("Hub", (_EchoingHub,), {"status": status})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = "hf_ECHOtoken0123456789abcdefSECRET"
+    monkeypatch.setenv("HF_TOKEN", token)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(
+        huggingface_hub.constants, "HF_HUB_OFFLINE", False
+    )  # the tests' default; this server is local
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        code = mirada(
+            [
+                "train",
+                "method=sft",
+                f"model_name_or_path={tiny_model('qwen2_5_vl')}",
+                f"dataset_name={pref_data('sft')}",
+                f"output_dir={tmp_path / 'run'}",
+                *FAST,
+                *OFF,
+                "--push_to_hub",
+                "--hub_model_id",
+                "org/mirada-test",
+            ]
+        )
+    finally:
+        server.shutdown()
+    out = capsys.readouterr()
+    errors = [line for line in out.err.splitlines() if "error:" in line]
+    assert code == 2
+    assert (
+        len(errors) == 1 and f"HTTP {status}" in errors[0] and "push to org/mirada-test failed" in errors[0]
+    )
+    assert "Traceback" not in out.err
+    assert "Authorization header: Bearer ***" in errors[0]  # the echo reached the message, redacted
+    assert token not in out.out + out.err
+    assert (tmp_path / "run" / "adapter_model.safetensors").is_file()  # the run is kept

@@ -26,7 +26,7 @@ class TrainScriptArguments:
     dataset_name: str | None = field(
         default=None,
         metadata={
-            "help": "Training data: a `datasets.save_to_disk` folder (e.g. ws/exports/<name>_image_dpo) or a Hub id. "
+            "help": "Training data: a `datasets.save_to_disk` folder (e.g. ws/exports/prefs/<name>_image_dpo) or a Hub id. "
             "Rows follow DESIGN §3 (DPO: images/prompt/chosen/rejected; KTO: images/prompt/completion/label; "
             "SFT: images/messages or images/prompt/completion)."
         },

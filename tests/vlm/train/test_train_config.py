@@ -186,14 +186,25 @@ def test_missing_dataset_is_reported_before_loading_the_model(tiny_model, capsys
     assert code == 2 and "dataset folder not found" in capsys.readouterr().err
 
 
-def test_mirada_train_help_lists_the_settings(capsys):
+def test_mirada_train_help_shows_miradas_settings_first_and_points_to_help_all(capsys):
     from data_tools.cli import main as mirada
 
-    with pytest.raises(SystemExit) as exit_info:
-        mirada(["train", "--help"])
-    assert exit_info.value.code == 0
+    assert mirada(["train", "--help"]) == 0
     out = capsys.readouterr().out
     assert "usage: mirada train" in out and "--max_tokens" in out and "--beta" in out and "--lora_r" in out
+    assert (
+        out.index("Mirada's run options")
+        < out.index("--max_tokens")
+        < out.index("--lora_r")
+        < out.index("--beta")
+    )
+    assert "--help-all" in out and "--adam_beta1" not in out  # TRL's full list is behind --help-all
+    assert "ws/exports/prefs/" in out and "ws/exports/comida" not in out  # the paths `mirada prefs` writes
+    assert len(out.splitlines()) < 300
+    with pytest.raises(SystemExit) as exit_info:
+        mirada(["train", "--help-all"])
+    assert exit_info.value.code == 0
+    assert "--adam_beta1" in capsys.readouterr().out
 
 
 def test_adapter_folder_without_adapter_config_is_an_error(tiny_model, tmp_path):

@@ -18,6 +18,7 @@ from data_tools.config import ConfigError
 from data_tools.stage_args import UserError
 from vlm.models import ModelLoadError
 from vlm.models import resolve_spec as resolve_family
+from vlm.models.family import missing_local_path
 from vlm.registry import ModelSpec
 from vlm.train.model_config import MiradaModelConfig
 from vlm.train.script_args import TrainScriptArguments
@@ -86,6 +87,14 @@ def validate(
         problems.append("dataset_name is required: a `mirada prefs` export folder or a Hub dataset id")
     if not model_args.model_name_or_path:
         problems.append("model_name_or_path is required")
+    elif missing := missing_local_path(model_args.model_name_or_path):
+        name = str(model_args.model_name_or_path)
+        hint = (
+            f"; build the tiny offline model first: python -m vlm.tiny {model_args.family or 'FAMILY'} {name}"
+            if "tiny" in Path(name).name
+            else ""
+        )
+        problems.append(f"model_name_or_path {missing}{hint}")
     if (model_args.load_in_4bit or model_args.load_in_8bit) and not model_args.use_peft:
         problems.append(
             "4-bit/8-bit needs LoRA: set use_peft=true, or load_in_4bit=false for full fine-tuning"

@@ -59,9 +59,18 @@ def test_mirada_defaults_are_the_vision_qlora_recipe():
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
-def test_every_preset_parses_and_validates(preset):
+def test_every_preset_parses_and_validates(preset, tiny_model):
     script, args, model = parse_args(["--config", str(preset), "dataset_name=somosnlp/t_image_dpo"])
     assert model.family, "presets name their family, so validation needs no network"
+    if preset.stem.startswith("tiny-"):  # their model is built locally first (see the preset's comment)
+        script, args, model = parse_args(
+            [
+                "--config",
+                str(preset),
+                "dataset_name=somosnlp/t_image_dpo",
+                f"model_name_or_path={tiny_model(model.family)}",
+            ]
+        )
     from vlm.registry import get_spec
 
     missing = get_spec(model.family).missing_requirements()
@@ -214,3 +223,15 @@ def test_adapter_folder_without_adapter_config_is_an_error(tiny_model, tmp_path)
 
 def test_user_error_type_is_shared_with_data_tools():
     assert issubclass(UserError, RuntimeError)
+
+
+def test_a_tiny_presets_missing_model_says_how_to_build_it(tmp_path, monkeypatch):
+    """The tiny presets name `demo/models/tiny-…`, relative to where the command runs."""
+    root = Path(__file__).resolve().parents[3]
+    monkeypatch.chdir(tmp_path)
+    script, args, model = parse_args(["--config", str(root / "configs/train/tiny-qwen2_5_vl-dpo.yaml")])
+    with pytest.raises(
+        ConfigError,
+        match=r"does not exist \(relative paths are read from .*python -m vlm\.tiny qwen2_5_vl demo/models/",
+    ):
+        validate(script, args, model)

@@ -29,7 +29,10 @@ from vlm.registry import TokenizerFacts, get_spec, known_models, template_path
 if TYPE_CHECKING:  # heavy imports stay lazy so importing ``vlm`` costs nothing
     from transformers import PreTrainedModel, ProcessorMixin, TokenizersBackend
 
-__all__ = ["FAMILIES", "build_tiny_vlm", "load_tiny_vlm"]
+__all__ = ["FAMILIES", "TINY_TAG", "build_tiny_vlm", "is_tiny_random", "load_tiny_vlm"]
+
+TINY_TAG = "random-weights"
+"""Tag in a tiny model's README: its weights are random, so what it outputs is noise."""
 
 # A few dozen sentences so the BPE learns merges that cover accents, ñ, ç, tildes and the words our
 # prompts use; the exact text matters only in that tokenisation of test prompts stays short.
@@ -497,7 +500,29 @@ def build_tiny_vlm(family: str, out_dir: str | Path, *, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    (out / "README.md").write_text(
+        f"---\ntags:\n- {TINY_TAG}\n- mirada-tiny\n---\n\n# Tiny random {family} model\n\nBuilt offline by "
+        f"`python -m vlm.tiny {family}` (seed {seed}): the real {family} format with random weights. Its outputs "
+        "are noise; it exists to test and demonstrate the pipeline.\n",
+        encoding="utf-8",
+    )
     return out
+
+
+def is_tiny_random(model: str | Path) -> bool:
+    """Whether ``model`` is a folder built by :func:`build_tiny_vlm` (its README carries :data:`TINY_TAG`).
+
+    Cards use it to say, at the top, that a run's base model has random weights.
+    """
+    readme = Path(model).expanduser() / "README.md"
+    if not readme.is_file():
+        return False
+    from huggingface_hub import ModelCard
+
+    try:
+        return TINY_TAG in (ModelCard.load(readme).data.tags or [])
+    except (OSError, ValueError):
+        return False
 
 
 def load_tiny_vlm(path: str | Path, **processor_kwargs: Any) -> tuple[PreTrainedModel, ProcessorMixin]:

@@ -138,7 +138,7 @@ def validate(
         problems.append(
             f"max_steps={args.max_steps}: it must be at least 1 (or -1 to train num_train_epochs)"
         )
-    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+    if args.output_dir and Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
         problems.append(f"output_dir {args.output_dir} is a file; choose a folder")
     if script.resume and script.overwrite:
         problems.append("resume and overwrite exclude each other: continue the run, or replace it")
@@ -219,9 +219,12 @@ def resume_checkpoint(script: TrainScriptArguments, args: TrainingArguments) -> 
             f"{output} holds a finished run ({done['method'].upper()}, {done['global_step']} steps); pass --overwrite "
             "to replace it, --resume with a higher max_steps to continue it, or choose another output_dir"
         )
-    if done and args.max_steps > 0 and done["global_step"] >= args.max_steps:
+    target = (
+        args.max_steps if args.max_steps > 0 else done["max_steps"] if done else 0
+    )  # -1: the epochs' steps
+    if done and target and done["global_step"] >= target:
         raise UserError(
-            f"{output} is already finished: {done['global_step']} of max_steps={args.max_steps} steps trained; "
+            f"{output} is already finished: {done['global_step']} of max_steps={target} steps trained; "
             "raise max_steps to train further, or pass --overwrite to start again"
         )
     if done and last is None:

@@ -18,7 +18,15 @@ from typing import Any
 
 from data_tools.review.aggregate import aggregate_record
 from data_tools.review.config import ReviewConfig
-from data_tools.review.items import PROBLEM_LABELS, ReviewRecord, build_records, image_data_uri, load_ui
+from data_tools.review.items import (
+    PROBLEM_LABELS,
+    ReviewRecord,
+    best_candidate,
+    build_records,
+    image_data_uri,
+    is_unchanged_suggestion,
+    load_ui,
+)
 from data_tools.workspace import ReviewItem, ReviewResponse, Workspace
 
 log = logging.getLogger("data_tools.review")
@@ -36,6 +44,7 @@ class PushSummary:
     answered_meanwhile: list[str] = field(
         default_factory=list
     )  # logged records that got answers during the push
+    annotators_added: list[str] = field(default_factory=list)  # given access to the Argilla workspace now
 
 
 @dataclass
@@ -46,6 +55,7 @@ class PullSummary:
     by_status: dict[str, int] = field(default_factory=dict)
     unknown_records: int = 0
     decisions: dict[str, int] = field(default_factory=dict)
+    missing_datasets: list[str] = field(default_factory=list)  # pushed from here, gone from the server
 
 
 def ranking_from_value(value: Any) -> dict[str, int]:
@@ -75,6 +85,8 @@ def response_from_values(
     acceptable = {key: slot in chosen for slot, key in slots.items()} if answered else {}
     problems = [p for p in (values.get("problems") or []) if p in PROBLEM_LABELS]
     correction = values.get("correction")
+    if is_unchanged_suggestion(correction, item.suggestion):
+        correction = None  # the pre-filled text sent back as it was: accepting a candidate, not a correction
     return ReviewResponse(
         dataset=item.dataset, record_id=item.record_id, image_id=item.image_id, user_id=user_id, username=username,
         status=status, ranking=ranking, acceptable=acceptable, problems=problems,
@@ -110,16 +122,28 @@ def _responses_of(client: Any, dataset_id: Any, page: int = 200) -> Any:
         offset += page
 
 
+def default_prefix(workspace: Workspace) -> str:
+    """Dataset names' prefix from the workspace's stable id (or the prefix it already pushed with)."""
+    return workspace.meta("review_prefix") or f"mirada-{workspace.workspace_id[:8]}"
+
+
 class ReviewService:
     """The review stage's operations on one workspace."""
 
     def __init__(self, workspace: Workspace, config: ReviewConfig) -> None:
         self.ws = workspace
         self.config = config
-        self.prefix = config.dataset_prefix or workspace.root.resolve().name
+        self.prefix = config.dataset_prefix or default_prefix(workspace)
 
     def records(self) -> list[ReviewRecord]:
-        records = build_records(self.ws, self.prefix, self.config.ui_dir, self.config.shuffle_seed)
+        records = build_records(
+            self.ws,
+            self.prefix,
+            self.config.ui_dir,
+            self.config.shuffle_seed,
+            per_variety=self.config.datasets == "variety",
+            prefill=self.config.prefill_correction,
+        )
         if not records:
             raise ReviewError("no drafted candidates to review: run `mirada draft` first")
         return records
@@ -179,24 +203,29 @@ class ReviewService:
             distribution=rg.TaskDistribution(min_submitted=self.config.min_submitted),
         )
 
-    def _dataset(self, client: Any, name: str, language: str | None, candidates: int, create: bool) -> Any:
-        import warnings
-
+    def _workspace(self, client: Any, create: bool) -> Any:
         import argilla as rg
 
         workspace = client.workspaces(self.config.argilla_workspace)
         if workspace is None:
             if not create:
-                raise ReviewError(f"Argilla has no workspace {self.config.argilla_workspace!r}")
+                raise ReviewError(f"Argilla has no workspace {self.config.argilla_workspace!r}; push first")
             workspace = rg.Workspace(name=self.config.argilla_workspace, client=client).create()
+        return workspace
+
+    def _dataset(self, client: Any, name: str, language: str | None, candidates: int, create: bool) -> Any:
+        """The dataset ``name``; created when missing and ``create``, else None when missing."""
+        import warnings
+
+        import argilla as rg
+
+        workspace = self._workspace(client, create)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "dataset not found" is an expected answer here
             dataset = client.datasets(name=name, workspace=workspace)
         if dataset is None:
             if not create:
-                raise ReviewError(
-                    f"Argilla has no dataset {name!r} in workspace {workspace.name!r}; push first"
-                )
+                return None
             dataset = rg.Dataset(
                 name=name, workspace=workspace, settings=self.settings(language, candidates), client=client
             )
@@ -213,6 +242,8 @@ class ReviewService:
         being mapped to candidates its annotator never saw.
         """
         summary = PushSummary()
+        if self.config.annotators:
+            summary.annotators_added = self.grant_access(client, self.config.annotators)
         pushed = self.ws.review_items()
         by_dataset: dict[str, list[ReviewRecord]] = defaultdict(list)
         for record in self.records():
@@ -251,15 +282,55 @@ class ReviewService:
                 self._log(dataset, rg_records)
                 restored = self._restore_answered_meanwhile(client, dataset, logged, pushed, summary)
                 logged = [r for r in logged if r.record_id not in restored]
-            self.ws.save_review_items(
-                [ReviewItem(name, r.record_id, r.image.id, r.slots, r.content_sha) for r in logged]
-            )
+            self.ws.save_review_items([self._item(r, r.content_sha) for r in logged])
             summary.datasets[name] = {
                 "logged": len(rg_records),
                 "unchanged": unchanged,
                 "kept_answered": len(records) - len(to_log),
             }
         return summary
+
+    @staticmethod
+    def _item(record: ReviewRecord, content_sha: str | None) -> ReviewItem:
+        """What the workspace keeps of a record it showed: the hidden slot mapping and the suggestion."""
+        suggestion_key = record.suggestion_key if record.suggestion_key in record.slots.values() else None
+        return ReviewItem(
+            record.dataset, record.record_id, record.image.id, dict(record.slots), content_sha,
+            record.suggestion, suggestion_key,
+        )  # fmt: skip
+
+    def grant_access(self, client: Any, usernames: list[str], *, create_missing: bool = False) -> list[str]:
+        """Give each named Argilla user access to the review workspace; returns those newly added.
+
+        A name Argilla does not know is an error naming it (push) or, with ``create_missing``, a new
+        annotator whose one-time password is returned in ``self.new_passwords`` (never stored or logged).
+        """
+        import secrets
+
+        import argilla as rg
+
+        workspace = self._workspace(client, create=True)
+        members = {user.username for user in workspace.users}
+        known = {user.username: user for user in client.users}
+        missing = [name for name in usernames if name not in known]
+        if missing and not create_missing:
+            raise ReviewError(
+                f"Argilla has no user {', '.join(map(repr, missing))}: create them with "
+                f"`mirada review users add {' '.join(missing)}` (or in Argilla), then push again"
+            )
+        self.new_passwords: dict[str, str] = {}
+        added = []
+        for name in usernames:
+            user = known.get(name)
+            if user is None:
+                password = secrets.token_urlsafe(12)
+                user = rg.User(username=name, password=password, role="annotator", client=client).create()
+                self.new_passwords[name] = password
+            if name not in members:
+                user.add_to_workspace(workspace)
+                members.add(name)
+                added.append(name)
+        return added
 
     def _rg_record(self, record: ReviewRecord, slots: dict[str, str]) -> Any:
         """The Argilla record for ``record`` showing ``slots`` (image as a resized data URI)."""
@@ -277,7 +348,9 @@ class ReviewService:
         return rg.Record(id=record.record_id, fields=fields, metadata=metadata, suggestions=suggestions)
 
     def _log(self, dataset: Any, rg_records: list[Any]) -> None:
-        dataset.records.log(rg_records)
+        # An explicit batch size no larger than the records: the SDK warns "batch size … was normalized"
+        # on every dataset otherwise.
+        dataset.records.log(rg_records, batch_size=max(1, min(len(rg_records), 256)))
 
     def _restore_answered_meanwhile(
         self,
@@ -341,6 +414,15 @@ class ReviewService:
         summary = PullSummary()
         for name in sorted({dataset for dataset, _ in items}):
             dataset = self._dataset(client, name, None, 0, create=False)
+            if dataset is None:  # deleted on the server, or pushed to another server: the others still count
+                log.warning(
+                    "Argilla has no dataset %r in workspace %r: its answers were not pulled "
+                    "(push again to recreate it)",
+                    name,
+                    self.config.argilla_workspace,
+                )
+                summary.missing_datasets.append(name)
+                continue
             for external_id, answers in _responses_of(client, dataset.id):
                 item = items.get((name, external_id))
                 if item is None:
@@ -395,7 +477,7 @@ class ReviewService:
                                     "correction": "text or null", "status": "submitted | discarded"},
                 }  # fmt: skip
                 handle.write(json.dumps(task, ensure_ascii=False) + "\n")
-        self.ws.save_review_items([ReviewItem(r.dataset, r.record_id, r.image.id, r.slots) for r in writable])
+        self.ws.save_review_items([self._item(r, None) for r in writable])
         return len(records)
 
     def import_jsonl(self, path: Path) -> PullSummary:
@@ -448,16 +530,44 @@ class ReviewService:
             summary.decisions = self.aggregate()
         return summary
 
+    def _legacy_suggestions(
+        self, items: dict[tuple[str, str], ReviewItem]
+    ) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+        """For records pushed before suggestions were stored: the suggestion the push computed then.
+
+        The push pre-filled the most confident cultural candidate among the record's candidates; the
+        same rule over the same drafts gives back the same text, so old answers that left it untouched
+        stop counting as corrections on the next pull.
+        """
+        need = {key: item for key, item in items.items() if not item.suggestion}
+        if not need or not self.config.prefill_correction:
+            return {}
+        drafts = {d.cache_key: d for d in self.ws.drafts()}
+        found = {}
+        for key, item in need.items():
+            best = best_candidate([drafts[k] for k in item.slots.values() if k in drafts])
+            if best is not None and best.caption:
+                found[key] = (best.caption, best.cache_key)
+        return found
+
     def aggregate(self) -> dict[str, int]:
         """Recompute every record's decision from all stored responses; returns counts by decision status."""
         items = self.ws.review_items()
         grouped: dict[tuple[str, str], list[ReviewResponse]] = defaultdict(list)
         for response in self.ws.review_responses():
             grouped[(response.dataset, response.record_id)].append(response)
+        legacy = self._legacy_suggestions(items)
         decisions, counts = [], defaultdict(int)
         for key, item in items.items():
+            suggestion, suggestion_key = (
+                (item.suggestion, item.suggestion_key) if item.suggestion else legacy.get(key, (None, None))
+            )
             decision = aggregate_record(
-                grouped.get(key, []), list(item.slots.values()), self.config.aggregation
+                grouped.get(key, []),
+                list(item.slots.values()),
+                self.config.aggregation,
+                suggestion,
+                suggestion_key,
             )
             counts[decision["status"]] += 1
             decisions.append((key[0], key[1], item.image_id, decision))

@@ -191,12 +191,41 @@ def m005_run_owner(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
 
 
+def m007_review_identity(db: sqlite3.Connection) -> None:
+    """A stable workspace id for external names, and what each pushed record suggested as its correction.
+
+    Argilla dataset names used to come from the workspace folder's name, so renaming or copying the
+    folder made the next push create a second set of datasets. The id is generated once, here, and
+    travels with the database. A workspace that already pushed keeps the prefix its datasets have
+    (derived from the stored dataset names), so upgrading does not split its review either.
+
+    ``suggestion``/``suggestion_key`` record the pre-filled correction a record was pushed with, so
+    an answer that leaves it unchanged counts as accepting that candidate, not as a human correction.
+    """
+    import uuid
+
+    db.execute("CREATE TABLE workspace_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO workspace_meta (key, value) VALUES ('workspace_id', ?)", (uuid.uuid4().hex,))
+    db.execute("ALTER TABLE review_items ADD COLUMN suggestion TEXT")
+    db.execute("ALTER TABLE review_items ADD COLUMN suggestion_key TEXT")
+    prefixes = set()
+    for dataset, language in db.execute(
+        "SELECT DISTINCT r.dataset, i.language FROM review_items r LEFT JOIN images i ON i.id = r.image_id"
+    ):
+        suffix = f"-{language or 'und'}"
+        if dataset.endswith(suffix) and len(dataset) > len(suffix):
+            prefixes.add(dataset[: -len(suffix)])
+    if len(prefixes) == 1:
+        db.execute("INSERT INTO workspace_meta (key, value) VALUES ('review_prefix', ?)", (prefixes.pop(),))
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_drafts,
     m003_reviews,
     m004_review_content,
     m005_run_owner,
+    m007_review_identity,
 ]
 
 

@@ -204,9 +204,13 @@ class ReviewService:
         )
 
     def _workspace(self, client: Any, create: bool) -> Any:
+        import warnings
+
         import argilla as rg
 
-        workspace = client.workspaces(self.config.argilla_workspace)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "workspace not found" is an expected answer here
+            workspace = client.workspaces(self.config.argilla_workspace)
         if workspace is None:
             if not create:
                 raise ReviewError(f"Argilla has no workspace {self.config.argilla_workspace!r}; push first")

@@ -12,7 +12,7 @@ import pytest
 
 from data_tools.review.cli import connect
 from data_tools.review.config import ReviewConfig
-from data_tools.review.service import ReviewService
+from data_tools.review.service import ReviewError, ReviewService
 from data_tools.stage_args import UserError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -32,7 +32,10 @@ def review(drafted, argilla_server, monkeypatch, request):
     monkeypatch.setenv("ARGILLA_API_URL", argilla_server.url)
     monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.owner_api_key)
     prefix = "t" + str(abs(hash(request.node.name)) % 10**8)
-    config = ReviewConfig(dataset_prefix=prefix, argilla_workspace=argilla_server.workspace)
+    # one dataset per variety: these tests address small datasets by variety (the default is per language)
+    config = ReviewConfig(
+        dataset_prefix=prefix, argilla_workspace=argilla_server.workspace, datasets="variety"
+    )
     return ReviewService(drafted, config), connect(config)
 
 
@@ -87,7 +90,7 @@ def test_push_creates_one_dataset_per_variety_and_is_idempotent(review, argilla_
     assert len(records) == 2
     record = records[0]
     image = record.fields["image"]  # sent as a data URI; the SDK hands it back decoded
-    assert getattr(image, "format", None) == "JPEG" and max(image.size) <= 768
+    assert getattr(image, "format", None) == "JPEG" and max(image.size) <= 1280
     assert "México" in record.fields["context"]
     assert record.metadata["country"] == "MX"
     assert record.suggestions["correction"].value
@@ -289,3 +292,83 @@ def test_a_record_answered_during_a_push_gets_its_previous_candidates_back(
 
 def _fields(client, name: str, workspace: str) -> dict[str, dict]:
     return {str(r.id): dict(r.fields) for r in client.datasets(name=name, workspace=workspace).records()}
+
+
+def test_default_push_makes_one_dataset_per_language_with_the_variety_as_metadata(
+    drafted, argilla_server, monkeypatch, caplog
+):
+    monkeypatch.setenv("ARGILLA_API_URL", argilla_server.url)
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.owner_api_key)
+    config = ReviewConfig(argilla_workspace=argilla_server.workspace)
+    service, client = ReviewService(drafted, config), connect(config)
+    with caplog.at_level("WARNING"):
+        summary = service.push(client)
+    prefix = f"mirada-{drafted.workspace_id[:8]}"
+    assert set(summary.datasets) == {f"{prefix}-{code}" for code in ("es", "pt", "ca", "gl", "eu")}
+    assert "normalized" not in caplog.text  # the SDK's batch-size warning is not repeated per dataset
+    spanish = client.datasets(name=f"{prefix}-es", workspace=argilla_server.workspace)
+    varieties = {r.metadata["language"] for r in spanish.records()}
+    assert {"es-MX", "es-AR"} <= varieties
+    assert {p.name for p in spanish.settings.metadata} >= {"language", "country", "category"}
+
+
+def test_pull_warns_about_a_missing_dataset_and_pulls_the_others(review, argilla_server, caplog):
+    service, client = review
+    service.push(client)
+    mexico, brazil = f"{service.prefix}-es-MX", f"{service.prefix}-pt-BR"
+    ((_, server_id),) = server_ids(client, brazil, argilla_server.workspace).items()
+    annotate(
+        argilla_server,
+        "ana",
+        server_id,
+        {"ranking": ranking("candidate_1", "candidate_2", "candidate_3", "candidate_4")},
+    )
+    client.datasets(name=mexico, workspace=argilla_server.workspace).delete()
+    with caplog.at_level("WARNING"):
+        summary = service.pull(client)
+    assert summary.missing_datasets == [mexico] and mexico in caplog.text
+    assert summary.by_status == {"submitted": 1}
+    assert [r.dataset for r in service.ws.review_responses()] == [brazil]
+
+
+def test_push_gives_the_configured_annotators_access(drafted, argilla_server, monkeypatch, request):
+    import argilla as rg
+
+    monkeypatch.setenv("ARGILLA_API_URL", argilla_server.url)
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.owner_api_key)
+    team = "team" + str(abs(hash(request.node.name)) % 10**6)  # a workspace nobody has access to yet
+    ana = rg.Argilla(api_url=argilla_server.url, api_key=argilla_server.annotators["ana"])
+    config = ReviewConfig(argilla_workspace=team, annotators=["nobody-yet"])
+    with pytest.raises(ReviewError, match=r"nobody-yet.*review users add"):
+        ReviewService(drafted, config).push(connect(config))
+    config = ReviewConfig(argilla_workspace=team, annotators=["ana"])
+    summary = ReviewService(drafted, config).push(connect(config))
+    assert summary.annotators_added == ["ana"]
+    assert team in {w.name for w in ana.workspaces}
+    assert len(ana.workspaces(team).datasets) == 5  # she sees the review, not "None yet"
+    again = ReviewService(drafted, config).push(connect(config))
+    assert again.annotators_added == []
+
+
+def test_cli_users_add_creates_missing_annotators_who_can_log_in(drafted, argilla_server, request):
+    team = "crew" + str(abs(hash(request.node.name)) % 10**6)
+    env = {
+        **os.environ,
+        "ARGILLA_API_URL": argilla_server.url,
+        "ARGILLA_API_KEY": argilla_server.owner_api_key,
+    }
+    result = subprocess.run([sys.executable, "-m", "data_tools.review", "users", "add", "carla", "bruno",
+                             "-w", str(drafted.root), "--set", f"argilla_workspace={team}"],
+                            capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    password = result.stdout.split("created annotator carla with password ")[1].split()[0]
+    assert "bruno: now has access" in result.stdout and "password" not in result.stdout.split("bruno:")[1]
+    token = httpx.post(f"{argilla_server.url}/api/v1/token", data={"username": "carla", "password": password})
+    assert token.status_code == 201, token.text
+    me = httpx.get(
+        f"{argilla_server.url}/api/v1/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+    )
+    assert me.json()["username"] == "carla"
+    bad = subprocess.run([sys.executable, "-m", "data_tools.review", "users", "remove", "carla", "-w", str(drafted.root)],
+                         capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
+    assert bad.returncode == 2 and "users add NAME" in bad.stderr

@@ -23,6 +23,7 @@ from data_tools.review.items import (
     ReviewRecord,
     best_candidate,
     build_records,
+    category_label,
     image_data_uri,
     is_unchanged_suggestion,
     load_ui,
@@ -150,21 +151,28 @@ class ReviewService:
 
     # -- Argilla ---------------------------------------------------------------------------------
     def settings(self, language: str | None, candidates: int) -> Any:
+        """The dataset's layout: image and numbered candidates side by side, then the context; questions.
+
+        One custom field shows the image as wide as its column allows with the candidates beside it,
+        so an annotator ranking "Candidato 3" sees its text next to the questions without scrolling
+        (separate fields stacked the candidates below a full-size image).
+        """
         import argilla as rg
 
         ui = load_ui(self.config.ui_dir, language)
         t = ui.texts
         slots = {f"candidate_{n}": t["fields"]["candidate"].format(n=n) for n in range(1, candidates + 1)}
         q = t["questions"]
+        labels = t["context"]
         return rg.Settings(
             guidelines=ui.guidelines,
             fields=[
-                rg.ImageField("image", title=t["fields"]["image"]),
+                rg.CustomField(
+                    "record",
+                    title=t["fields"]["record"],
+                    template=(Path(self.config.ui_dir) / "record.html").read_text(encoding="utf-8"),
+                ),
                 rg.TextField("context", title=t["fields"]["context"], use_markdown=True),
-                *[
-                    rg.TextField(slot, title=title, required=n <= 2)
-                    for n, (slot, title) in enumerate(slots.items(), 1)
-                ],
             ],
             questions=[
                 rg.RankingQuestion(
@@ -195,10 +203,10 @@ class ReviewService:
                     use_markdown=False,
                 ),
             ],
-            metadata=[
-                rg.TermsMetadataProperty("country"),
-                rg.TermsMetadataProperty("language"),
-                rg.TermsMetadataProperty("category"),
+            metadata=[  # filters in the UI: the variety is one, so a language's varieties share a dataset
+                rg.TermsMetadataProperty("language", title=labels["language"]),
+                rg.TermsMetadataProperty("country", title=labels["country"]),
+                rg.TermsMetadataProperty("category", title=labels["category"]),
             ],
             distribution=rg.TaskDistribution(min_submitted=self.config.min_submitted),
         )
@@ -255,7 +263,7 @@ class ReviewService:
         for name, records in sorted(by_dataset.items()):
             language = records[0].image.language
             dataset = self._dataset(client, name, language, max(len(r.slots) for r in records), create=True)
-            slots_available = {f.name for f in dataset.fields if f.name.startswith("candidate_")}
+            slots_available = set(dataset.questions["ranking"].values)  # the candidates it has room for
             on_server = dict(_responses_of(client, dataset.id))  # external id -> answers, every record
             answered = {external_id for external_id, answers in on_server.items() if answers}
             to_log = [r for r in records if r.record_id not in answered]
@@ -280,7 +288,7 @@ class ReviewService:
                 ):
                     unchanged += 1
                     continue
-                rg_records.append(self._rg_record(record, slots))
+                rg_records.append(self._rg_record(record, slots, dataset))
                 logged.append(record)
             if rg_records:
                 self._log(dataset, rg_records)
@@ -336,19 +344,31 @@ class ReviewService:
                 added.append(name)
         return added
 
-    def _rg_record(self, record: ReviewRecord, slots: dict[str, str]) -> Any:
-        """The Argilla record for ``record`` showing ``slots`` (image as a resized data URI)."""
+    def _rg_record(self, record: ReviewRecord, slots: dict[str, str], dataset: Any) -> Any:
+        """The Argilla record for ``record`` showing ``slots`` (image as a resized data URI).
+
+        Datasets created before the side-by-side layout (an image field and one text field per
+        candidate) keep getting records in their own layout.
+        """
         import argilla as rg
 
-        fields = {"image": image_data_uri(self.ws.image_path(record.image), self.config.image_max_side),
-                  "context": record.context, **{s: record.texts[s] for s in slots}}  # fmt: skip
+        ui = load_ui(self.config.ui_dir, record.image.language)
+        image = image_data_uri(self.ws.image_path(record.image), self.config.image_max_side)
+        if "record" in {f.name for f in dataset.fields}:
+            candidates = [
+                {"slot": s, "label": ui.texts["fields"]["candidate"].format(n=s.split("_")[-1]), "text": record.texts[s]}
+                for s in slots
+            ]  # fmt: skip
+            fields = {"record": {"image": image, "candidates": candidates}, "context": record.context}
+        else:
+            fields = {"image": image, "context": record.context, **{s: record.texts[s] for s in slots}}
         suggestions = (
             [rg.Suggestion("correction", record.suggestion, agent="mirada-draft")]
             if record.suggestion
             else []
         )
         metadata = {k: v for k, v in (("country", record.image.country), ("language", record.image.language),
-                                      ("category", record.image.category)) if v}  # fmt: skip
+                                      ("category", category_label(record.image.category or "", ui))) if v}  # fmt: skip
         return rg.Record(id=record.record_id, fields=fields, metadata=metadata, suggestions=suggestions)
 
     def _log(self, dataset: Any, rg_records: list[Any]) -> None:
@@ -386,7 +406,7 @@ class ReviewService:
             record.texts = {s: captions.get(k, "") for s, k in previous.slots.items()}
             restore.append(record)
         if restore:
-            self._log(dataset, [self._rg_record(r, r.slots) for r in restore])
+            self._log(dataset, [self._rg_record(r, r.slots, dataset) for r in restore])
         log.warning(
             "%s: %d records were answered while this push updated them; %d got their previous candidates back: %s",
             dataset.name,

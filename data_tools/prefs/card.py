@@ -116,6 +116,8 @@ class Provenance:
     agreement_error: str | None
     problems: dict[str, int]
     versions: dict[str, str] = field(default_factory=library_versions)
+    edits: int = 0  # submitted corrections whose text differs from the pre-filled suggestion
+    suggestions_accepted: int = 0  # submitted answers that left the pre-filled suggestion as it was
 
     @property
     def simulated(self) -> bool:
@@ -142,9 +144,12 @@ def provenance(workspace: Workspace, image_ids: set[str]) -> Provenance:
     except ImportError as exc:  # krippendorff/statsmodels come with the review extra
         error = f"not computed: {exc.name} is not installed (pip install 'mirada[review]')"
     problems: Counter[str] = Counter()
+    edits = accepted = 0
     for decision in workspace.review_decisions():
         if decision["image_id"] in image_ids:
             problems.update(decision.get("problems") or {})
+            edits += len(decision.get("corrections") or [])
+            accepted += int(decision.get("suggestion_accepted") or 0)
     return Provenance(
         image_status=workspace.count_images_by("status", status=None),
         drafts_by_strategy=workspace.draft_counts(),
@@ -156,6 +161,8 @@ def provenance(workspace: Workspace, image_ids: set[str]) -> Provenance:
         agreement=agreement,
         agreement_error=error,
         problems=dict(problems.most_common()),
+        edits=edits,
+        suggestions_accepted=accepted,
     )
 
 
@@ -333,6 +340,8 @@ def limitations(stats: dict[str, Any], inputs: CardInputs) -> list[str]:
     corrections = stats["sources"].get("correction", 0)
     items.append(f"Candidate captions were drafted by {models or 'no model'}; they carry that model's knowledge "
                  f"and blind spots. Only {corrections} of {stats['rows']} rows use a caption written by a person.")  # fmt: skip
+    items.append(f"Annotators edited the pre-filled correction {prov.edits} time(s); {prov.suggestions_accepted} "
+                 "answer(s) left it unchanged, which counts as accepting that candidate, never as a correction.")  # fmt: skip
     items.append(f"{len(prov.annotators)} annotator(s) judged these images; their cultural background shapes what "
                  "counts as appropriate, and a small group cannot speak for a whole country or variety.")  # fmt: skip
     items.append(f"{stats['images']} images from {len(stats['by_country'])} countries: enough to steer a model's "

@@ -128,3 +128,20 @@ def test_upgraded_workspace_keeps_the_prefix_it_pushed_with(drafted, tmp_path):
         # records pushed before stay where they are, whatever the grouping is now
         assert {r.dataset for r in service.records()} == {d for d, _ in ws.review_items()}
     drafted._db = sqlite3.connect(drafted.root / "mirada.db")
+
+
+def test_the_dataset_card_counts_real_edits_apart_from_accepted_suggestions(drafted, tmp_path):
+    from data_tools.prefs.card import provenance
+
+    service = ReviewService(drafted, ReviewConfig())
+    service.export_jsonl(tmp_path / "tasks.jsonl")
+    tasks = [json.loads(line) for line in (tmp_path / "tasks.jsonl").read_text().splitlines()[:3]]
+    rows = [{"dataset": t["dataset"], "record_id": t["record_id"], "user": "ana", "ranking": ["candidate_1"],
+             "correction": t["suggested_correction"]} for t in tasks[:2]]  # fmt: skip
+    rows.append({**rows[0], "record_id": tasks[2]["record_id"], "dataset": tasks[2]["dataset"],
+                 "correction": "Escrito por una persona."})  # fmt: skip
+    (tmp_path / "answers.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    service.config.aggregation.min_submitted = 1
+    service.import_jsonl(tmp_path / "answers.jsonl")
+    facts = provenance(drafted, {image.id for image in drafted.images()})
+    assert (facts.edits, facts.suggestions_accepted) == (1, 2)

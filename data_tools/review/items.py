@@ -37,8 +37,14 @@ class UIText:
 
 @functools.cache
 def load_ui(ui_dir: Path, language: str | None) -> UIText:
-    """Portuguese UI for ``pt*`` datasets, Spanish for the rest (Catalan, Galician and Basque teams read it)."""
-    code = "pt" if (language or "").startswith("pt") else "es"
+    """The UI texts of the language's own file (``pt.yaml`` for ``pt-BR``, ``ca.yaml`` for ``ca``), else Spanish.
+
+    Spanish is the documented fallback (Basque and any language without a file): Mirada's
+    reviewers of Iberian and Latin American languages read it.
+    """
+    code = (language or "es").split("-")[0].lower()
+    if not (Path(ui_dir) / f"{code}.yaml").is_file():
+        code = "es"
     path = Path(ui_dir) / f"{code}.yaml"
     texts = yaml.safe_load(path.read_text(encoding="utf-8"))
     guidelines = (Path(ui_dir) / texts["guidelines"]).read_text(encoding="utf-8")

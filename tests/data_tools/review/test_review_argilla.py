@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from data_tools.review.cli import connect
 from data_tools.review.config import ReviewConfig
@@ -71,14 +74,9 @@ def test_push_creates_one_dataset_per_variety_and_is_idempotent(review, argilla_
     name = f"{service.prefix}-es-MX"
     assert summary.datasets[name] == {"logged": 2, "unchanged": 0, "kept_answered": 0}
     dataset = client.datasets(name=name, workspace=argilla_server.workspace)
-    assert [f.name for f in dataset.fields] == [
-        "image",
-        "context",
-        "candidate_1",
-        "candidate_2",
-        "candidate_3",
-        "candidate_4",
-    ]
+    # image and candidates side by side in one custom field, then the context
+    assert [f.name for f in dataset.fields] == ["record", "context"]
+    assert list(dataset.questions["ranking"].values) == [f"candidate_{n}" for n in range(1, 5)]
     assert {q.name for q in dataset.questions} == {"ranking", "appropriate", "problems", "correction"}
     assert dataset.distribution.min_submitted == 2
     assert "Pautas de revisión" in dataset.guidelines
@@ -89,8 +87,11 @@ def test_push_creates_one_dataset_per_variety_and_is_idempotent(review, argilla_
     records = list(dataset.records(with_suggestions=True))
     assert len(records) == 2
     record = records[0]
-    image = record.fields["image"]  # sent as a data URI; the SDK hands it back decoded
-    assert getattr(image, "format", None) == "JPEG" and max(image.size) <= 1280
+    shown = record.fields["record"]
+    assert shown["image"].startswith("data:image/jpeg;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(shown["image"].split(",", 1)[1]))) as image:
+        assert image.format == "JPEG" and max(image.size) <= 1280
+    assert [c["label"] for c in shown["candidates"]] == [f"Candidato {n}" for n in range(1, 5)]
     assert "México" in record.fields["context"]
     assert record.metadata["country"] == "MX"
     assert record.suggestions["correction"].value
@@ -105,7 +106,7 @@ def test_push_creates_one_dataset_per_variety_and_is_idempotent(review, argilla_
     assert sum(c["logged"] for c in reshuffled.datasets.values()) > 0
     assert len(list(dataset.records())) == 2  # upserted by id, not duplicated
     stored = service.ws.review_items(name)
-    shown = {r.id: r.fields for r in dataset.records()}
+    shown = _fields(client, name, argilla_server.workspace)
     drafts = {d.cache_key: d.caption for d in service.ws.drafts()}
     for (_, record_id), item in stored.items():  # the workspace mapping is what Argilla shows
         assert {s: drafts[k] for s, k in item.slots.items()} == {s: shown[record_id][s] for s in item.slots}
@@ -291,7 +292,11 @@ def test_a_record_answered_during_a_push_gets_its_previous_candidates_back(
 
 
 def _fields(client, name: str, workspace: str) -> dict[str, dict]:
-    return {str(r.id): dict(r.fields) for r in client.datasets(name=name, workspace=workspace).records()}
+    """Record id -> {slot: candidate text} as the custom field shows it."""
+    return {
+        str(r.id): {c["slot"]: c["text"] for c in r.fields["record"]["candidates"]}
+        for r in client.datasets(name=name, workspace=workspace).records()
+    }
 
 
 def test_default_push_makes_one_dataset_per_language_with_the_variety_as_metadata(

@@ -145,3 +145,16 @@ def test_the_dataset_card_counts_real_edits_apart_from_accepted_suggestions(draf
     service.import_jsonl(tmp_path / "answers.jsonl")
     facts = provenance(drafted, {image.id for image in drafted.images()})
     assert (facts.edits, facts.suggestions_accepted) == (1, 2)
+
+
+def test_catalan_and_galician_reviewers_read_their_language_basque_falls_back_to_spanish(drafted):
+    from data_tools.review.items import load_ui
+
+    config = ReviewConfig()
+    assert (
+        load_ui(config.ui_dir, "ca").texts["questions"]["ranking"]["title"].startswith("Ordena els candidats")
+    )
+    assert load_ui(config.ui_dir, "gl").texts["fields"]["record"] == "Imaxe e candidatos"
+    assert load_ui(config.ui_dir, "eu").language == "es" and load_ui(config.ui_dir, "pt-BR").language == "pt"
+    records = {r.image.language: r for r in ReviewService(drafted, config).records()}
+    assert "**Regió:**" in records["ca"].context and "**Rexión:**" in records["gl"].context

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from data_tools.review.config import AggregationPolicy
-from data_tools.review.items import is_unchanged_suggestion
+from data_tools.review.items import is_unchanged_suggestion, problems_by_slot
 from data_tools.workspace import ReviewResponse
 
 
@@ -38,6 +38,7 @@ def aggregate_record(
     policy: AggregationPolicy,
     suggestion: str | None = None,
     suggestion_key: str | None = None,
+    slots: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The decision for one record from its annotators' responses (any status; only submitted ones count).
 
@@ -80,6 +81,13 @@ def aggregate_record(
     accepted = sum(1 for text in typed if text and is_unchanged_suggestion(text, suggestion))
     corrections = [text for text in typed if text and not is_unchanged_suggestion(text, suggestion)]
     problems = Counter(label for r in submitted for label in r.problems)
+    by_candidate: dict[str, Counter[str]] = {}  # cache key -> problem -> annotators who flagged it there
+    for response in submitted:
+        values = (response.raw or {}).get("values") or {}
+        for slot, labels in problems_by_slot(values).items():
+            key = (slots or {}).get(slot)
+            if key is not None:
+                by_candidate.setdefault(key, Counter()).update(labels)
     decision.update(
         status="decided",
         ranking=ranking,
@@ -89,6 +97,7 @@ def aggregate_record(
         acceptable_votes={k: [votes[k], voters[k]] for k in candidates},
         disputed=[k for k in candidates if 0 < votes[k] < voters[k]],
         problems=dict(problems),
+        candidate_problems={key: dict(counts) for key, counts in sorted(by_candidate.items())},
         corrections=corrections,
         suggestion_key=suggestion_key,
         suggestion_accepted=accepted,

@@ -114,6 +114,23 @@ def _shuffled(drafts: list[DraftRecord], record_id: str, seed: int) -> list[Draf
     return ordered
 
 
+def problems_by_slot(values: dict[str, Any]) -> dict[str, list[str]]:
+    """Which candidate has which problem: slot -> labels, from an answer's values.
+
+    Argilla datasets ask one question per problem (``problem_stereotype``: which candidates have a
+    stereotype); a JSONL answer may give ``"problems": {"candidate_2": ["stereotype"]}``. Datasets
+    created before per-candidate problems asked one record-level ``problems`` list: no slots then.
+    """
+    found: dict[str, set[str]] = {}
+    for label in PROBLEM_LABELS:
+        for slot in values.get(f"problem_{label}") or []:
+            found.setdefault(str(slot), set()).add(label)
+    if isinstance(values.get("problems"), dict):
+        for slot, labels in values["problems"].items():
+            found.setdefault(str(slot), set()).update(p for p in labels or [] if p in PROBLEM_LABELS)
+    return {slot: sorted(labels) for slot, labels in found.items() if labels}
+
+
 def normalise(text: str | None) -> str:
     """Text compared for "did the annotator change it": whitespace runs collapse, ends are stripped."""
     return " ".join((text or "").split())

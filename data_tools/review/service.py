@@ -27,6 +27,7 @@ from data_tools.review.items import (
     image_data_uri,
     is_unchanged_suggestion,
     load_ui,
+    problems_by_slot,
 )
 from data_tools.workspace import ReviewItem, ReviewResponse, Workspace
 
@@ -84,7 +85,11 @@ def response_from_values(
     answered = status == "submitted" and values.get("appropriate") is not None
     chosen = set(values.get("appropriate") or [])
     acceptable = {key: slot in chosen for slot, key in slots.items()} if answered else {}
-    problems = [p for p in (values.get("problems") or []) if p in PROBLEM_LABELS]
+    flat = values.get("problems") if isinstance(values.get("problems"), list) else []
+    by_slot = problems_by_slot(values)
+    problems = sorted(
+        {p for p in flat if p in PROBLEM_LABELS} | {p for labels in by_slot.values() for p in labels}
+    )
     correction = values.get("correction")
     if is_unchanged_suggestion(correction, item.suggestion):
         correction = None  # the pre-filled text sent back as it was: accepting a candidate, not a correction
@@ -188,13 +193,16 @@ class ReviewService:
                     description=q["appropriate"]["description"],
                     required=False,
                 ),
-                rg.MultiLabelQuestion(
-                    "problems",
-                    labels=q["problems"]["labels"],
-                    title=q["problems"]["title"],
-                    description=q["problems"]["description"],
-                    required=False,
-                ),
+                *[  # one row per problem, ticking the candidates that have it: prefs knows which caption
+                    rg.MultiLabelQuestion(
+                        f"problem_{label}",
+                        labels=slots,
+                        title=q["problems"]["which"].format(problem=text),
+                        description=q["problems"]["description"],
+                        required=False,
+                    )
+                    for label, text in q["problems"]["labels"].items()
+                ],
                 rg.TextQuestion(
                     "correction",
                     title=q["correction"]["title"],
@@ -497,7 +505,8 @@ class ReviewService:
                     "context": record.context,
                     "candidates": record.texts,
                     "suggested_correction": record.suggestion,
-                    "answer_with": {"ranking": "slots best first", "appropriate": "slots", "problems": list(PROBLEM_LABELS),
+                    "answer_with": {"ranking": "slots best first", "appropriate": "slots",
+                                    "problems": {"slot": list(PROBLEM_LABELS)},
                                     "correction": "text or null", "status": "submitted | discarded"},
                 }  # fmt: skip
                 handle.write(json.dumps(task, ensure_ascii=False) + "\n")
@@ -592,6 +601,7 @@ class ReviewService:
                 self.config.aggregation,
                 suggestion,
                 suggestion_key,
+                item.slots,
             )
             counts[decision["status"]] += 1
             decisions.append((key[0], key[1], item.image_id, decision))

@@ -15,6 +15,7 @@ from PIL import Image
 
 from data_tools.review.cli import connect
 from data_tools.review.config import ReviewConfig
+from data_tools.review.items import PROBLEM_LABELS
 from data_tools.review.service import ReviewError, ReviewService
 from data_tools.stage_args import UserError
 
@@ -77,7 +78,9 @@ def test_push_creates_one_dataset_per_variety_and_is_idempotent(review, argilla_
     # image and candidates side by side in one custom field, then the context
     assert [f.name for f in dataset.fields] == ["record", "context"]
     assert list(dataset.questions["ranking"].values) == [f"candidate_{n}" for n in range(1, 5)]
-    assert {q.name for q in dataset.questions} == {"ranking", "appropriate", "problems", "correction"}
+    problems = {f"problem_{label}" for label in PROBLEM_LABELS}  # which candidate has which problem
+    assert {q.name for q in dataset.questions} == {"ranking", "appropriate", "correction"} | problems
+    assert dataset.questions["problem_stereotype"].title == "Estereotipo o falta de respeto: ¿qué candidatos?"
     assert dataset.distribution.min_submitted == 2
     assert "Pautas de revisión" in dataset.guidelines
     assert (
@@ -125,7 +128,8 @@ def test_responses_come_back_whole_and_pull_is_idempotent(review, argilla_server
     first, second = sorted(ids)
     annotate(argilla_server, "ana", ids[first], {
         "ranking": ranking("candidate_2", "candidate_1", "candidate_4", "candidate_3"),
-        "appropriate": ["candidate_2"], "problems": ["stereotype", "wrong_variety"], "correction": "Tacos al pastor, bien servidos.",
+        "appropriate": ["candidate_2"], "problem_stereotype": ["candidate_1"],
+        "problem_wrong_variety": ["candidate_1", "candidate_3"], "correction": "Tacos al pastor, bien servidos.",
     })  # fmt: skip
     annotate(argilla_server, "bruno", ids[first], {
         "ranking": ranking("candidate_2", "candidate_4", "candidate_1", "candidate_3"), "appropriate": ["candidate_2", "candidate_4"],
@@ -147,6 +151,11 @@ def test_responses_come_back_whole_and_pull_is_idempotent(review, argilla_server
     )
     assert (
         ana.problems == ["stereotype", "wrong_variety"]
+        and decision_of(service, first)["candidate_problems"]
+        == {
+            item.slots["candidate_1"]: {"stereotype": 1, "wrong_variety": 1},
+            item.slots["candidate_3"]: {"wrong_variety": 1},
+        }
         and ana.correction == "Tacos al pastor, bien servidos."
     )
     assert stored["bruno"].correction is None
@@ -289,6 +298,10 @@ def test_a_record_answered_during_a_push_gets_its_previous_candidates_back(
     shown_after = _fields(client, name, argilla_server.workspace)[record_id]
     assert {s: shown_after[s] for s in before} == shown_before  # and what the annotator saw is back
     assert summary.datasets[name]["logged"] >= 1
+
+
+def decision_of(service: ReviewService, record_id: str) -> dict:
+    return next(d for d in service.ws.review_decisions() if d["record_id"] == record_id)
 
 
 def _fields(client, name: str, workspace: str) -> dict[str, dict]:

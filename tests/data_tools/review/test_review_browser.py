@@ -146,7 +146,8 @@ def test_answers_given_in_the_web_ui_come_back_exactly(drafted, argilla_server, 
     assert " ".join(box.inner_text().split()) == " ".join(item.suggestion.split())  # pre-filled
     _rank_by_keyboard(page, untouched_order)
     _tick(page, "appropriate", f"Candidato {untouched_order[0].split('_')[1]}")
-    _tick(page, "problems", "Estereotipo o falta de respeto")
+    stereotyped = others[1]  # a problem flagged on one candidate
+    _tick(page, "problem_stereotype", f"Candidato {stereotyped.split('_')[1]}")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = tmp_path / "argilla_annotation.png"
     page.screenshot(path=str(shot))
@@ -183,6 +184,7 @@ def test_answers_given_in_the_web_ui_come_back_exactly(drafted, argilla_server, 
     assert untouched["ranking"] == [slots[s] for s in untouched_order]
     assert untouched["acceptable"] == {k: s == untouched_order[0] for s, k in slots.items()}
     assert untouched["problems"] == {"stereotype": 1}
+    assert untouched["candidate_problems"] == {slots[stereotyped]: {"stereotype": 1}}
     assert responses[untouched_id].correction is None  # the suggestion sent back as it was
     assert untouched["correction"] is None and untouched["suggestion_accepted"] == 1
     chosen = sort_sides(_sides(untouched, {d.cache_key: d for d in drafted.drafts()}, PrefsConfig(), Counter()),

@@ -158,3 +158,22 @@ def test_catalan_and_galician_reviewers_read_their_language_basque_falls_back_to
     assert load_ui(config.ui_dir, "eu").language == "es" and load_ui(config.ui_dir, "pt-BR").language == "pt"
     records = {r.image.language: r for r in ReviewService(drafted, config).records()}
     assert "**Regió:**" in records["ca"].context and "**Rexión:**" in records["gl"].context
+
+
+def test_problems_are_flagged_per_candidate():
+    item = ReviewItem("ds", "r1", "img", {"candidate_1": A, "candidate_2": B})
+    from_argilla = response_from_values(item, "u1", "ana", "submitted", {
+        "ranking": ["candidate_1", "candidate_2"], "problem_stereotype": ["candidate_2"],
+        "problem_wrong_culture": ["candidate_2", "candidate_1"]}, "argilla")  # fmt: skip
+    from_jsonl = response_from_values(item, "u2", "bruno", "submitted", {
+        "ranking": ["candidate_1", "candidate_2"], "problems": {"candidate_2": ["stereotype", "not-a-label"]}}, "import")  # fmt: skip
+    legacy = response_from_values(item, "u3", "carla", "submitted",
+                                  {"ranking": ["candidate_1"], "problems": ["factual_error"]}, "import")  # fmt: skip
+    assert from_argilla.problems == ["stereotype", "wrong_culture"] and from_jsonl.problems == ["stereotype"]
+    decision = aggregate_record([from_argilla, from_jsonl, legacy], [A, B], AggregationPolicy(),
+                                slots=item.slots)  # fmt: skip
+    assert decision["candidate_problems"] == {
+        A: {"wrong_culture": 1},
+        B: {"stereotype": 2, "wrong_culture": 1},
+    }
+    assert decision["problems"] == {"stereotype": 2, "wrong_culture": 1, "factual_error": 1}

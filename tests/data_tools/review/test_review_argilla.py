@@ -390,3 +390,32 @@ def test_cli_users_add_creates_missing_annotators_who_can_log_in(drafted, argill
     bad = subprocess.run([sys.executable, "-m", "data_tools.review", "users", "remove", "carla", "-w", str(drafted.root)],
                          capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
     assert bad.returncode == 2 and "users add NAME" in bad.stderr
+
+
+def test_a_dataset_created_with_the_old_layout_keeps_getting_records_in_it(review, argilla_server):
+    """Datasets made before the side-by-side layout (an image field, one text field per candidate) stay usable."""
+    import argilla as rg
+
+    service, client = review
+    name = f"{service.prefix}-pt-BR"
+    slots = {f"candidate_{n}": f"Candidato {n}" for n in range(1, 5)}
+    old = rg.Settings(
+        fields=[rg.ImageField("image"), rg.TextField("context", use_markdown=True),
+                *[rg.TextField(slot) for slot in slots]],
+        questions=[rg.RankingQuestion("ranking", values=slots), rg.MultiLabelQuestion("problems", labels=list(PROBLEM_LABELS), required=False),
+                   rg.TextQuestion("correction", required=False)],
+        metadata=[rg.TermsMetadataProperty(m) for m in ("country", "language", "category")],
+    )  # fmt: skip
+    workspace = client.workspaces(argilla_server.workspace)
+    rg.Dataset(name=name, workspace=workspace, settings=old, client=client).create()
+    assert service.push(client).datasets[name]["logged"] == 1
+    ((record_id, server_id),) = server_ids(client, name, argilla_server.workspace).items()
+    record = next(iter(client.datasets(name=name, workspace=argilla_server.workspace).records()))
+    item = service.ws.review_items(name)[(name, record_id)]
+    captions = {d.cache_key: d.caption for d in service.ws.drafts()}
+    assert {s: record.fields[s] for s in slots} == {s: captions[k] for s, k in item.slots.items()}
+    annotate(argilla_server, "ana", server_id,
+             {"ranking": ranking("candidate_2", "candidate_1", "candidate_3", "candidate_4"), "problems": ["stereotype"]})  # fmt: skip
+    service.pull(client)
+    (response,) = service.ws.review_responses(name)
+    assert response.problems == ["stereotype"] and response.ranking[item.slots["candidate_2"]] == 1

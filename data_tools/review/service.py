@@ -140,6 +140,7 @@ class ReviewService:
         self.ws = workspace
         self.config = config
         self.prefix = config.dataset_prefix or default_prefix(workspace)
+        self.new_passwords: dict[str, str] = {}  # set by grant_access(create_missing=True), shown once
 
     def records(self) -> list[ReviewRecord]:
         records = build_records(
@@ -338,7 +339,7 @@ class ReviewService:
                 f"Argilla has no user {', '.join(map(repr, missing))}: create them with "
                 f"`mirada review users add {' '.join(missing)}` (or in Argilla), then push again"
             )
-        self.new_passwords: dict[str, str] = {}
+        self.new_passwords = {}
         added = []
         for name in usernames:
             user = known.get(name)

@@ -110,6 +110,8 @@ class CollectSummary:
     clusters: list[dict[str, Any]] = field(default_factory=list)
     near_duplicates: int = 0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    untemplated: Counter[str] = field(default_factory=Counter)
 
     @property
     def decided(self) -> int:
@@ -132,6 +134,8 @@ class CollectSummary:
             "rejections": self.rejections,
             "near_duplicates": self.near_duplicates,
             "near_duplicate_clusters": self.clusters,
+            "warnings": self.warnings,
+            "untemplated_languages": dict(self.untemplated),
             "seconds": round(self.seconds, 3),
         }
 
@@ -174,6 +178,8 @@ class Collector:
                                 metadata_file=metadata_file,
                                 client=client,
                                 download_config=self.config.download,
+                                max_file_bytes=self.config.images.max_file_bytes,
+                                warn=lambda message: self._warn(summary, message),
                             )
                         )
                         threads = (
@@ -205,9 +211,11 @@ class Collector:
             if item.error is not None:
                 self._reject(item, item.error.reason, item.error.detail, run_id, summary)
                 continue
+            where = f"{item.origin} ({item.display})" if item.origin else item.display
             try:
                 item.metadata = validate_metadata(
                     item.metadata,
+                    warn=lambda message, where=where: self._warn(summary, f"{where}: {message}"),
                     required=tuple(self.config.metadata.required),
                     categories=tuple(self.config.metadata.categories),
                     strict_categories=self.config.metadata.strict_categories,
@@ -215,7 +223,6 @@ class Collector:
                     max_context_chars=self.config.metadata.max_context_chars,
                 ).to_dict()
             except MetadataError as exc:
-                where = f"{item.origin} ({item.display})" if item.origin else item.display
                 self._reject(item, "invalid_metadata", f"{where}: {exc}", run_id, summary)
                 continue
             yield item
@@ -293,6 +300,12 @@ class Collector:
         summary.rejections.append({"input": item.display, "reason": reason, "detail": detail})
         log.warning("rejected %s: %s: %s", item.display, reason, detail)
 
+    def _warn(self, summary: CollectSummary, message: str) -> None:
+        """Something accepted that a person should look at: logged now, listed in the report."""
+        if message not in summary.warnings:
+            summary.warnings.append(message)
+            log.warning("%s", message)
+
     def _find_near_duplicates(self, summary: CollectSummary) -> None:
         rows = self.ws.phashes()
         if not rows:
@@ -342,6 +355,14 @@ def print_summary(summary: CollectSummary, workspace: Workspace) -> None:
         if len(summary.rejections) > 50:
             rejected.add_row("…", f"{len(summary.rejections) - 50} more", "see exports/collect_report.json")
         console.print(rejected)
+    if summary.warnings:
+        warned = Table(title="warnings (collected, but worth a look)", show_header=False)
+        warned.add_column("warning", overflow="fold")
+        for message in summary.warnings[:50]:
+            warned.add_row(message)
+        if len(summary.warnings) > 50:
+            warned.add_row(f"… {len(summary.warnings) - 50} more in exports/collect_report.json")
+        console.print(warned)
     if summary.clusters and not is_quiet():
         clusters = Table(title="near-duplicate clusters")
         clusters.add_column("kept")

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +112,7 @@ class CollectSummary:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     untemplated: Counter[str] = field(default_factory=Counter)
+    collected: list[tuple[str, str | None]] = field(default_factory=list)  # (input, language) stored this run
 
     @property
     def decided(self) -> int:
@@ -145,6 +146,29 @@ def _image_signature(config: CollectConfig) -> str:
     return fingerprint_of(
         config.images.model_dump(), config.metadata.model_dump(), config.source.model_dump()
     )
+
+
+def draft_template_gaps(languages: Iterable[str | None]) -> set[str]:
+    """The language tags among ``languages`` that the default draft prompts cannot caption.
+
+    Uses the draft stage's own lookup (exact variety, then bare language), so collect warns about
+    exactly the images ``mirada draft`` would fail on, before anyone pays for a draft run.
+    """
+    from data_tools.draft.config import DraftConfig
+    from data_tools.draft.prompts import PromptError, PromptLibrary
+
+    defaults = DraftConfig()
+    try:
+        library = PromptLibrary(defaults.prompts_dir, defaults.prompt_version)
+    except PromptError:  # no shipped templates to check against (a trimmed install)
+        return set()
+    gaps = set()
+    for tag in {t for t in languages if t}:
+        try:
+            library.for_language(tag)
+        except PromptError:
+            gaps.add(tag)
+    return gaps
 
 
 def _process(item: SourceItem, image_config: ImageConfig) -> NormalizedImage:
@@ -188,6 +212,7 @@ class Collector:
                             else self.config.workers
                         )
                         self._collect_items(items, run.id, summary, threads, label=spec)
+                self._report_template_gaps(summary)
                 if self.config.neardup.enabled:
                     self._find_near_duplicates(summary)
             finally:
@@ -262,6 +287,7 @@ class Collector:
             self._reject(item, "unreadable", f"{type(exc).__name__}: {exc}", run_id, summary)
             return
         meta = ImageMetadata(**item.metadata)
+        summary.collected.append((item.display, meta.language))
         file_name = f"{image.sha256[:2]}/{image.sha256}.{image.extension}"
         target = self.ws.images_dir / file_name
         if not target.exists():
@@ -299,6 +325,22 @@ class Collector:
         summary.rejected[reason] += 1
         summary.rejections.append({"input": item.display, "reason": reason, "detail": detail})
         log.warning("rejected %s: %s: %s", item.display, reason, detail)
+
+    def _report_template_gaps(self, summary: CollectSummary) -> None:
+        """Name the images of this run whose variety has no draft template, with the fix."""
+        if not summary.collected:
+            return
+        gaps = draft_template_gaps(language for _, language in summary.collected)
+        for tag in sorted(gaps):
+            names = [display for display, language in summary.collected if language == tag]
+            summary.untemplated[tag] = len(names)
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            self._warn(
+                summary,
+                f"{len(names)} image(s) in language {tag!r} have no draft template ({shown}): `mirada draft` "
+                f"will not caption them. Add configs/prompts/draft/v1/{tag}.yaml (copy es.yaml and translate "
+                f"it), or give them a variety that has one in their metadata (e.g. es-PE)",
+            )
 
     def _warn(self, summary: CollectSummary, message: str) -> None:
         """Something accepted that a person should look at: logged now, listed in the report."""

@@ -223,3 +223,25 @@ def test_avif_heic_and_extensionless_files_are_reported_as_skipped(workspace, tm
         "sin_extension": "skipped_format",
     }
     assert any("1 .txt" in w for w in summary.warnings)
+
+
+# -- nothing dropped without a word ---------------------------------------------------------------
+
+
+def test_quechua_and_guarani_have_templates_and_other_varieties_are_named(workspace, tmp_path):
+    folder = tmp_path / "fotos"
+    names = photos(folder, 4)
+    languages = ["qu", "gn", "ay", "ay"]
+    lines = ["archivo,país,idioma"] + [
+        f"{n},{c},{lang}"
+        for n, c, lang in zip(names, ["Perú", "Paraguay", "Bolivia", "Perú"], languages, strict=True)
+    ]
+    (folder / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = collect(workspace, folder)
+    assert summary.new == 4
+    assert dict(summary.untemplated) == {"ay": 2}
+    (warning,) = [w for w in summary.warnings if "draft template" in w]
+    assert "'ay'" in warning and "foto_02.jpg" in warning and "foto_03.jpg" in warning
+    assert "ay.yaml" in warning
+    report = json.loads((workspace.exports_dir / "collect_report.json").read_text(encoding="utf-8"))
+    assert report["untemplated_languages"] == {"ay": 2}

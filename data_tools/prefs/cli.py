@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.pr
                 )
             register_secret(token)
         with Workspace.open(args.workspace, create=False) as workspace:
-            base = config.name or default_base_name(workspace.root)
+            base = config.name or workspace.project().get("dataset_name") or default_base_name(workspace.root)
             try:
                 repo_ids = hub_repo_ids(args.push_to_hub, base, config.formats) if args.push_to_hub else None
             except ValueError as exc:

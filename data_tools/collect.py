@@ -113,6 +113,7 @@ class CollectSummary:
     warnings: list[str] = field(default_factory=list)
     untemplated: Counter[str] = field(default_factory=Counter)
     collected: list[tuple[str, str | None]] = field(default_factory=list)  # (input, language) stored this run
+    cleared: int = 0  # rejections of inputs that were fixed or removed since an earlier run
 
     @property
     def decided(self) -> int:
@@ -137,6 +138,7 @@ class CollectSummary:
             "near_duplicate_clusters": self.clusters,
             "warnings": self.warnings,
             "untemplated_languages": dict(self.untemplated),
+            "stale_rejections_cleared": self.cleared,
             "seconds": round(self.seconds, 3),
         }
 
@@ -212,6 +214,11 @@ class Collector:
                             else self.config.workers
                         )
                         self._collect_items(items, run.id, summary, threads, label=spec)
+                        if items and metadata_file is None:  # a whole source was listed: forget what is gone
+                            for source in {item.source for item in items}:
+                                summary.cleared += self.ws.clear_stale_rejections(
+                                    source, {item.input_key for item in items}
+                                )
                 self._report_template_gaps(summary)
                 if self.config.neardup.enabled:
                     self._find_near_duplicates(summary)

@@ -302,24 +302,30 @@ class Collector:
             temporary = target.with_suffix(f".tmp{os.getpid()}")
             temporary.write_bytes(image.data)
             os.replace(temporary, target)  # the file is whole before the database points at it
-        previous = self.ws.get_input(item.input_key)
-        if previous is not None and previous.image_id == image.sha256:
-            self.ws.update_metadata(image.sha256, meta, item.input_key, item.fingerprint, run_id)
-            summary.metadata_updated += 1
-            return
-        is_new = self.ws.add_image(
-            image_id=image.sha256,
-            file_name=file_name,
-            fmt=image.extension,
-            width=image.width,
-            height=image.height,
-            phash=image.phash,
-            meta=meta,
-            source=item.source,
-            input_key=item.input_key,
-            fingerprint=item.fingerprint,
-            run_id=run_id,
-        )
+        # Decide and write in one transaction: another collect on this workspace may have stored this
+        # very input since it was listed, and must then read as done here, not as a duplicate of itself.
+        with self.ws.transaction():
+            previous = self.ws.get_input(item.input_key)
+            if previous is not None and previous.image_id == image.sha256:
+                if previous.fingerprint == item.fingerprint and previous.outcome in ("accepted", "duplicate"):
+                    summary.unchanged += 1
+                    return
+                self.ws.update_metadata(image.sha256, meta, item.input_key, item.fingerprint, run_id)
+                summary.metadata_updated += 1
+                return
+            is_new = self.ws.add_image(
+                image_id=image.sha256,
+                file_name=file_name,
+                fmt=image.extension,
+                width=image.width,
+                height=image.height,
+                phash=image.phash,
+                meta=meta,
+                source=item.source,
+                input_key=item.input_key,
+                fingerprint=item.fingerprint,
+                run_id=run_id,
+            )
         if is_new:
             summary.new += 1
         else:

@@ -50,6 +50,11 @@ def print_summary(report: dict[str, Any], exports: list[Export], urls: dict[str,
         for name in FORMAT_FILTERS[fmt]:
             table.add_row("", name, str(entry["dropped"][name]))
     console.print(table)
+    for tag, count in (report.get("untemplated") or {}).items():
+        console.print(
+            f"[yellow]{count} collected image(s) in {tag} were never drafted: no draft template for {tag}; add "
+            f"configs/prompts/draft/v1/{tag}.yaml and run `mirada draft` again[/yellow]"
+        )
     splits = report["splits"]["images"]
     console.print("images per split: " + ", ".join(f"{k}={v}" for k, v in splits.items()))
     if "kto" in report:

@@ -189,16 +189,18 @@ def iter_folder(
                     sidecars.append((Path(dirpath) / name, Path(dirpath)))
     for sidecar, base in sorted(sidecars):
         shown = sidecar.relative_to(root).as_posix() if sidecar.is_relative_to(root) else sidecar.name
+        sidecar_key = f"{source}#{shown}"
         try:
             status = sidecar.stat()
-        except OSError as exc:
-            raise SourceError("unreadable", f"{shown}: {exc.strerror or exc}") from None
-        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_SIDECAR_BYTES:
-            raise SourceError(
-                "unreadable", f"{shown}: not a regular file of at most {MAX_SIDECAR_BYTES} bytes"
-            )
+            if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_SIDECAR_BYTES:
+                raise OSError(f"not a regular file of at most {MAX_SIDECAR_BYTES} bytes")
+            rows = list(_read_metadata(sidecar, warn))
+        except OSError as exc:  # the images are still collected, without this file's metadata
+            detail = f"{shown}: {exc.strerror or exc}"
+            problems.append(_problem(sidecar_key, source, shown, "unreadable_metadata", detail))
+            continue
         file_column: str | None = None
-        for origin, row, error in _read_metadata(sidecar, lambda message: warn(message)):
+        for origin, row, error in rows:
             label = f"{shown} {origin}"
             key = f"{source}#{label}"
             if error or row is None:

@@ -245,3 +245,14 @@ def test_quechua_and_guarani_have_templates_and_other_varieties_are_named(worksp
     assert "ay.yaml" in warning
     report = json.loads((workspace.exports_dir / "collect_report.json").read_text(encoding="utf-8"))
     assert report["untemplated_languages"] == {"ay": 2}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+def test_unreadable_sidecar_is_reported_and_the_images_still_collected(workspace, tmp_path):
+    folder = tmp_path / "fotos"
+    photos(folder, 2)
+    os.mkfifo(folder / "metadata.csv")
+    summary = collect(workspace, folder, overrides=("source.defaults.language=es",))
+    assert summary.new == 2
+    (problem,) = summary.rejections
+    assert problem["reason"] == "unreadable_metadata" and problem["input"] == "metadata.csv"

@@ -4,6 +4,7 @@ counted, and charts whose legends never cover a bar and whose count axes have in
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -120,10 +121,16 @@ def test_countries_collected_but_left_out_are_said_with_why(workspace, reviewed)
     assert "CL (Chile): 1 image not reviewed yet" in left
 
 
-def test_images_without_a_draft_template_are_counted_in_the_card(workspace, reviewed):
+def test_images_without_a_draft_template_are_counted_in_prefs_and_the_card(workspace, reviewed, capsys):
+    from data_tools.prefs.cli import main
+
     reviewed.image(four("Chuño"), [], country="BO", language="ay", datasets=())
     reviewed.aggregate()
-    text = card(build(workspace))
+    assert main(["--workspace", str(workspace.root), "--format", "dpo", "--name", "fotos"]) == 0
+    assert "1 collected image(s) in ay were never drafted" in capsys.readouterr().out
+    report = json.loads((workspace.exports_dir / "prefs" / "report.json").read_text(encoding="utf-8"))
+    assert report["untemplated"] == {"ay": 1}
+    text = (workspace.exports_dir / "prefs" / "fotos_image_dpo" / "README.md").read_text(encoding="utf-8")
     assert "1 image in ay could not be drafted: no draft template exists" in text
     left = next(line for line in text.splitlines() if "**Collected but not in this dataset:**" in line)
     assert "BO (Bolivia): 1 image no draft template for ay" in left

@@ -337,7 +337,10 @@ class Collector:
         self.ws.record_rejection(item.input_key, item.fingerprint, reason, detail, run_id)
         summary.rejected[reason] += 1
         summary.rejections.append({"input": item.display, "reason": reason, "detail": detail})
-        log.warning("rejected %s: %s: %s", item.display, reason, detail)
+        if item.display in detail:  # the detail names the input already: say it once
+            log.warning("rejected (%s) %s", reason, detail)
+        else:
+            log.warning("rejected %s (%s): %s", item.display, reason, detail)
 
     def _report_template_gaps(self, summary: CollectSummary) -> None:
         """Name the images of this run whose variety has no draft template, with the fix."""

@@ -94,12 +94,12 @@ def column_for(name: str, headers: Iterable[str], config: SourceConfig) -> str |
     column of a Hugging Face dataset, so one mapping works for both kinds of source.
     """
     headers = list(headers)
+    by_key = {header_key(h): h for h in headers}
     mapped = config.columns.get(name) or (config.columns.get("image") if name == "file_name" else None)
-    if mapped:
-        return mapped
+    if mapped:  # as written, else the header it names up to case and accents ("pais" finds "País")
+        return mapped if mapped in headers else by_key.get(header_key(mapped), mapped)
     if name in headers:
         return name
-    by_key = {header_key(h): h for h in headers}
     for alias in COLUMN_ALIASES.get(name, (name,)):
         found = by_key.get(header_key(alias))
         if found is not None:

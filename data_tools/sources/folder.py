@@ -96,8 +96,9 @@ def _decode_text(path: Path, raw: bytes, warn: Warn) -> str:
         except UnicodeDecodeError:
             encoding = "latin-1"
             text = raw.decode(encoding)
+        shown = {"cp1252": "Windows-1252 (Latin-1, as Excel saves CSV)", "latin-1": "Latin-1"}[encoding]
         warn(
-            f"{path.name} is not UTF-8 (first bad byte on line {line}); read it as {encoding}: check accented "
+            f"{path.name} is not UTF-8 (first bad byte on line {line}); read it as {shown}: check accented "
             "letters, or save it as 'CSV UTF-8'"
         )
         return text

@@ -57,13 +57,19 @@ def run_result(stage: str, summary: Any) -> str:
     parts = []
     for key, value in summary.items():
         if isinstance(value, bool) or not isinstance(value, int | float | str):
-            if isinstance(value, dict) and value and all(isinstance(v, int) for v in value.values()):
-                parts.append(f"{key} " + ", ".join(f"{k} {v}" for k, v in value.items()))
+            counts = {k: v for k, v in value.items() if v} if isinstance(value, dict) else {}
+            if counts and all(isinstance(v, int) for v in counts.values()):
+                parts.append(f"{key} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
             continue
-        if key in ("seconds",):
+        if key in ("seconds",) or value in (0, ""):
             continue
         parts.append(f"{key} {value}")
     return "; ".join(parts[:8])
+
+
+def _minute(stamp: str | None) -> str:
+    """``2026-12-02T06:22:55+00:00`` -> ``2026-12-02 06:22`` (UTC, as stored)."""
+    return (stamp or "")[:16].replace("T", " ")
 
 
 def print_status(summary: dict[str, Any]) -> None:
@@ -128,9 +134,8 @@ def print_status(summary: dict[str, Any]) -> None:
     for column in ("id", "stage", "status", "started_at", "finished_at", "result"):
         runs.add_column(column, overflow="fold")
     for run in summary["runs"]:
-        runs.add_row(
-            *(str(run[c] or "") for c in ("id", "stage", "status", "started_at", "finished_at", "result"))
-        )
+        started, finished = _minute(run["started_at"]), _minute(run["finished_at"])
+        runs.add_row(str(run["id"]), run["stage"], run["status"], started, finished, run["result"])
     console.print(runs)
 
 

@@ -128,7 +128,12 @@ class Provenance:
 
 
 def _left_out(
-    workspace: Workspace, image_ids: set[str], done: list[Any], drop_unpublishable: bool
+    workspace: Workspace,
+    image_ids: set[str],
+    done: list[Any],
+    drop_unpublishable: bool,
+    usable: set[str] | None,
+    fmt: str | None,
 ) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
     """Why each collected image that is not in this dataset was left out, counted per country.
 
@@ -168,14 +173,27 @@ def _left_out(
             why = f"review {decisions[image.id]}"
         elif drop_unpublishable and not image.publishable:
             why = "licence not publishable"
+        elif usable is not None and image.id in usable and fmt:
+            why = f"made no {fmt.upper()} row (tied, identical or unranked captions; see Filters)"
         else:
             why = "dropped by the prefs filters (agreement, caption or pairing; see Filters)"
         left_out.setdefault(image.country, Counter())[why] += 1
     return {k: dict(v.most_common()) for k, v in sorted(left_out.items())}, dict(untemplated)
 
 
-def provenance(workspace: Workspace, image_ids: set[str], *, drop_unpublishable: bool = True) -> Provenance:
-    """Provenance for the images in ``image_ids`` (annotators, agreement and problems only over those)."""
+def provenance(
+    workspace: Workspace,
+    image_ids: set[str],
+    *,
+    drop_unpublishable: bool = True,
+    usable: set[str] | None = None,
+    fmt: str | None = None,
+) -> Provenance:
+    """Provenance for the images in ``image_ids`` (annotators, agreement and problems only over those).
+
+    ``usable`` are the images that passed the record filters (for any format), so an image that did
+    but made no row of ``fmt`` is said to be left out for that reason.
+    """
     done = [d for d in workspace.drafts(status="done")]
     draft_models = Counter(f"{d.backend}/{portable(d.model)} (prompts {d.prompt_version})" for d in done)
     runs: dict[str, dict[str, Any]] = {}
@@ -197,7 +215,7 @@ def provenance(workspace: Workspace, image_ids: set[str], *, drop_unpublishable:
     for decision in workspace.review_decisions():
         if decision["image_id"] in image_ids:
             problems.update(decision.get("problems") or {})
-    left_out, untemplated = _left_out(workspace, image_ids, done, drop_unpublishable)
+    left_out, untemplated = _left_out(workspace, image_ids, done, drop_unpublishable, usable, fmt)
     return Provenance(
         left_out=left_out,
         untemplated=untemplated,

@@ -111,7 +111,8 @@ def export_all(workspace: Workspace, config: PrefsConfig, result: PrefsResult, *
         image_ids = {row["image_id"] for row in rows}
         repo_id = (repo_ids or {}).get(fmt) or (f"{owner}/{name}" if owner else None)
         inputs = CardInputs(name=name, fmt=fmt, config=config, report=result.report, instructions=result.instructions,
-                            provenance=provenance(workspace, image_ids, drop_unpublishable=config.filters.drop_unpublishable),
+                            provenance=provenance(workspace, image_ids, drop_unpublishable=config.filters.drop_unpublishable,
+                                                  usable=set(result.images), fmt=fmt),
                             local_path=f"{workspace.root.name}/{final.relative_to(workspace.root).as_posix()}",
                             workspace=workspace.root.name, repo_id=repo_id, code_url=code_url)  # fmt: skip
         render_card(inputs, stats, charts).save(staging / "README.md")

@@ -112,6 +112,10 @@ def test_countries_collected_but_left_out_are_said_with_why(workspace, reviewed)
     scenario = reviewed
     scenario.image(four("Empanadas"), [], country="CL", language="es-CL", datasets=())
     scenario.image(four("Feijoada"), two_annotators(5), country="BR", language="pt-BR", license=None)
+    # Colombia: reviewed and kept, but a single candidate makes no DPO pair.
+    single = [Answer(user, ["A"], {"A"}) for user in ("ana", "bruno")]
+    scenario.image({"A": ("cultural", "Arepas de choclo recién hechas en Medellín.")}, single, country="CO",
+                   language="es-CO")  # fmt: skip
     scenario.aggregate()
     text = card(build(workspace))
     missing = next(line for line in text.splitlines() if "**Missing countries:**" in line)
@@ -119,6 +123,7 @@ def test_countries_collected_but_left_out_are_said_with_why(workspace, reviewed)
     left = next(line for line in text.splitlines() if "**Collected but not in this dataset:**" in line)
     assert "BR (Brazil): 1 image licence not publishable" in left
     assert "CL (Chile): 1 image not reviewed yet" in left
+    assert "CO (Colombia): 1 image made no DPO row" in left
 
 
 def test_images_without_a_draft_template_are_counted_in_prefs_and_the_card(workspace, reviewed, capsys):

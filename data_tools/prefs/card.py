@@ -350,7 +350,7 @@ def bias_findings(stats: dict[str, Any], inputs: CardInputs) -> dict[str, list[s
             "**Collected but not in this dataset:** "
             + "; ".join(
                 f"{c} ({country_name(c)}): "
-                + ", ".join(f"{n} image{'s' if n != 1 else ''} {why}" for why, n in left_out[c].items())
+                + ", ".join(f"{n} image{'s' if n != 1 else ''} ({why})" for why, n in left_out[c].items())
                 for c in filtered
             )
             + "."

@@ -121,9 +121,9 @@ def test_countries_collected_but_left_out_are_said_with_why(workspace, reviewed)
     missing = next(line for line in text.splitlines() if "**Missing countries:**" in line)
     assert "BO (Bolivia)" in missing and "BR (Brazil)" not in missing and "CL (Chile)" not in missing
     left = next(line for line in text.splitlines() if "**Collected but not in this dataset:**" in line)
-    assert "BR (Brazil): 1 image licence not publishable" in left
-    assert "CL (Chile): 1 image not reviewed yet" in left
-    assert "CO (Colombia): 1 image made no DPO row" in left
+    assert "BR (Brazil): 1 image (licence not publishable)" in left
+    assert "CL (Chile): 1 image (not reviewed yet)" in left
+    assert "CO (Colombia): 1 image (made no DPO row" in left
 
 
 def test_images_without_a_draft_template_are_counted_in_prefs_and_the_card(workspace, reviewed, capsys):
@@ -138,7 +138,7 @@ def test_images_without_a_draft_template_are_counted_in_prefs_and_the_card(works
     text = (workspace.exports_dir / "prefs" / "fotos_image_dpo" / "README.md").read_text(encoding="utf-8")
     assert "1 image in ay could not be drafted: no draft template exists" in text
     left = next(line for line in text.splitlines() if "**Collected but not in this dataset:**" in line)
-    assert "BO (Bolivia): 1 image no draft template for ay" in left
+    assert "BO (Bolivia): 1 image (no draft template for ay)" in left
 
 
 def test_charts_have_integer_count_ticks_and_legends_beside_the_bars(workspace, reviewed, monkeypatch):

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vlm.train.cli:main",
         "align a VLM with QLoRA SFT/DPO/KTO through TRL, with emissions and a Model Card",
     ),
+    "project": ("data_tools.project:main", "set the workspace's Hub owner, dataset name and code URL once"),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }

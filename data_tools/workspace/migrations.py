@@ -191,6 +191,11 @@ def m005_run_owner(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
 
 
+def m009_project(db: sqlite3.Connection) -> None:
+    """Project settings set once per workspace (Hub owner, dataset name, code URL) for every card."""
+    db.execute("CREATE TABLE project (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)")
+
+
 def m007_review_identity(db: sqlite3.Connection) -> None:
     """A stable workspace id for external names, and what each pushed record suggested as its correction.
 
@@ -225,6 +230,7 @@ MIGRATIONS: list[Migration] = [
     m003_reviews,
     m004_review_content,
     m005_run_owner,
+    m009_project,
     m007_review_identity,
 ]
 

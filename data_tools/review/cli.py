@@ -64,8 +64,11 @@ def review_status(workspace: Workspace, config: ReviewConfig) -> dict[str, Any]:
         "agreement": agreement(responses, items),
         "decisions": {},
     }
+    summary["corrections"] = {"edits": 0, "suggestions_accepted": 0}
     for decision in workspace.review_decisions():
         summary["decisions"][decision["status"]] = summary["decisions"].get(decision["status"], 0) + 1
+        summary["corrections"]["edits"] += len(decision.get("corrections") or [])
+        summary["corrections"]["suggestions_accepted"] += int(decision.get("suggestion_accepted") or 0)
     summary["chart"] = str(
         plot_review(summary["progress"], summary["agreement"], workspace.exports_dir / "review_status.png")
     )
@@ -119,6 +122,11 @@ def _print_status(summary: dict[str, Any]) -> None:
     for pair, value in a["acceptable_cohen_kappa"].items():
         agreement_table.add_row(f"cohen_kappa {pair}", "n/a" if value is None else f"{value:.3f}")
     console.print(agreement_table)
+    c = summary["corrections"]
+    console.print(
+        f"corrections: {c['edits']} real edits; {c['suggestions_accepted']} answers left the pre-filled "
+        "suggestion unchanged (a vote for that candidate, not a correction)"
+    )
     console.print(f"decisions: {summary['decisions']}  ·  chart: {summary['chart']}")
 
 

@@ -145,6 +145,9 @@ def test_the_dataset_card_counts_real_edits_apart_from_accepted_suggestions(draf
     service.import_jsonl(tmp_path / "answers.jsonl")
     facts = provenance(drafted, {image.id for image in drafted.images()})
     assert (facts.edits, facts.suggestions_accepted) == (1, 2)
+    from data_tools.review.cli import review_status
+
+    assert review_status(drafted, service.config)["corrections"] == {"edits": 1, "suggestions_accepted": 2}
 
 
 def test_catalan_and_galician_reviewers_read_their_language_basque_falls_back_to_spanish(drafted):

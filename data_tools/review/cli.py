@@ -137,9 +137,7 @@ def _users_add(service: ReviewService, client: Any, names: list[str]) -> int:
     for name in names:
         password = service.new_passwords.get(name)
         if password:  # shown once, here, for the person who hands it on; never stored or logged
-            print(
-                f"created annotator {name} with password {password} (give it to them; change it in Argilla)"
-            )
+            print(f"created annotator {name} with password {password} (shown only now: give it to them)")
         print(f"{name}: {'now has' if name in added else 'already had'} access to workspace {workspace!r}")
     return 0
 

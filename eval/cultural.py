@@ -65,7 +65,9 @@ class TermIndex:
         return found
 
 
-def term_scores(found: set[str], expected: set[str], vocabulary: set[str]) -> tuple[float | None, float | None]:
+def term_scores(
+    found: set[str], expected: set[str], vocabulary: set[str]
+) -> tuple[float | None, float | None]:
     """(recall, precision) of one caption; None where undefined (nothing expected / no culture term used)."""
     hits = found & expected
     recall = len(hits) / len(expected) if expected else None
@@ -98,7 +100,8 @@ class CultureLexicon:
                     else:
                         lemma_terms.append(term)
         patterns = [
-            (re.compile(r"(?<!\w)" + re.escape(term) + r"(?!\w)"), ident) for term, ident in sorted(capitalised.items())
+            (re.compile(r"(?<!\w)" + re.escape(term) + r"(?!\w)"), ident)
+            for term, ident in sorted(capitalised.items())
         ]
         return cls(TermIndex(lemma_terms, LEXICON_LANGUAGES), dict(countries_of), patterns)
 
@@ -112,11 +115,15 @@ class CultureLexicon:
                     break
         return found
 
-    def wrong_culture(self, text: str, language: str | None, country: str | None) -> tuple[bool | None, list[str]]:
+    def wrong_culture(
+        self, text: str, language: str | None, country: str | None
+    ) -> tuple[bool | None, list[str]]:
         """(flagged, offending terms): a mention of a place or people none of whose countries is ``country``."""
         if not country:
             return None, []
-        wrong = sorted(t for t in self.mentions(text, language) if country.upper() not in self.countries_of[t])
+        wrong = sorted(
+            t for t in self.mentions(text, language) if country.upper() not in self.countries_of[t]
+        )
         return bool(wrong), wrong
 
 
@@ -124,9 +131,9 @@ class LanguageIdentifier:
     """py3langid restricted to a set of languages (its full 97-language model calls Spanish "an")."""
 
     def __init__(self, languages: Sequence[str] = DEFAULT_LID_LANGUAGES) -> None:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier as _LID
-
         import py3langid
+        from py3langid.langid import MODEL_FILE
+        from py3langid.langid import LanguageIdentifier as _LID
 
         self.languages = tuple(languages)
         self._lid = _LID.from_modelpath(Path(py3langid.__file__).parent / MODEL_FILE, norm_probs=True)

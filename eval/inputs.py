@@ -76,10 +76,14 @@ def read_predictions_file(path: Path, workspace: Workspace) -> list[Prediction]:
             except json.JSONDecodeError as exc:
                 raise EvalError(f"{where}: not valid JSON ({exc.msg}); fix or remove that line") from None
             if not isinstance(row, dict):
-                raise EvalError(f"{where}: each line must be a JSON object with image_id/file_name, system, caption")
+                raise EvalError(
+                    f"{where}: each line must be a JSON object with image_id/file_name, system, caption"
+                )
             system, caption = row.get("system"), row.get("caption")
             if not isinstance(system, str) or not system.strip():
-                raise EvalError(f"{where}: missing 'system' (the name of the model or tool that wrote the caption)")
+                raise EvalError(
+                    f"{where}: missing 'system' (the name of the model or tool that wrote the caption)"
+                )
             if caption is not None and not isinstance(caption, str):
                 raise EvalError(f"{where}: 'caption' must be a string")
             image_id = row.get("image_id")
@@ -88,7 +92,9 @@ def read_predictions_file(path: Path, workspace: Workspace) -> list[Prediction]:
                     by_file = _file_name_index(workspace)
                 matches = by_file.get(str(row["file_name"]).replace("\\", "/"), set())
                 if len(matches) > 1:
-                    raise EvalError(f"{where}: file_name {row['file_name']!r} matches {len(matches)} images; use image_id")
+                    raise EvalError(
+                        f"{where}: file_name {row['file_name']!r} matches {len(matches)} images; use image_id"
+                    )
                 image_id = next(iter(matches), None)
                 if image_id is None:
                     unknown.append(f"{row['file_name']!r} ({where})")
@@ -100,7 +106,13 @@ def read_predictions_file(path: Path, workspace: Workspace) -> list[Prediction]:
                 continue
             language = row.get("language")
             predictions.append(
-                Prediction(image_id, system.strip(), (caption or "").strip(), language if isinstance(language, str) else None, where)
+                Prediction(
+                    image_id,
+                    system.strip(),
+                    (caption or "").strip(),
+                    language if isinstance(language, str) else None,
+                    where,
+                )
             )
     if unknown:
         shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
@@ -132,7 +144,13 @@ def workspace_predictions(workspace: Workspace, systems: Sequence[str] | None) -
     if generations is None:
         return []
     return [
-        Prediction(row["image_id"], row["system"], (row.get("caption") or "").strip(), row.get("language"), "workspace")
+        Prediction(
+            row["image_id"],
+            row["system"],
+            (row.get("caption") or "").strip(),
+            row.get("language"),
+            "workspace",
+        )
         for row in generations(list(systems) if systems else None)
     ]
 
@@ -142,7 +160,9 @@ def workspace_splits(workspace: Workspace) -> dict[str, str]:
     return dict(image_splits()) if image_splits is not None else {}
 
 
-def human_references(workspace: Workspace) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, set[str]]]:
+def human_references(
+    workspace: Workspace,
+) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, set[str]]]:
     """(corrections per image, accepted candidates' cultural terms per image, every draft's terms per image)."""
     terms_of = {d.cache_key: d.cultural_terms for d in workspace.drafts(status="done")}
     image_terms: dict[str, set[str]] = defaultdict(set)
@@ -201,7 +221,9 @@ def load_inputs(
         duplicates += p.image_id in captions[p.system]
         captions[p.system][p.image_id] = p  # the later line / newer generation wins
     if duplicates:
-        notes.append(f"{duplicates} duplicate caption(s) for the same image and system: the last one was used")
+        notes.append(
+            f"{duplicates} duplicate caption(s) for the same image and system: the last one was used"
+        )
 
     images = {image.id: image for image in workspace.images(status=None)}
     splits = workspace_splits(workspace)
@@ -213,7 +235,9 @@ def load_inputs(
             )
         in_split = {image_id for image_id, name in splits.items() if name == split}
         if not in_split:
-            raise EvalError(f"--split {split}: no image is assigned to it (splits: {sorted(set(splits.values()))})")
+            raise EvalError(
+                f"--split {split}: no image is assigned to it (splits: {sorted(set(splits.values()))})"
+            )
     else:
         in_split = set(images)
 
@@ -244,7 +268,11 @@ def load_inputs(
         )
     if without_refs:
         notes.append(f"{len(without_refs)} image(s) without any human reference were left out")
-    evaluated = [image for image in sorted(images.values(), key=lambda i: i.seq) if image.id in common and image.id in references]
+    evaluated = [
+        image
+        for image in sorted(images.values(), key=lambda i: i.seq)
+        if image.id in common and image.id in references
+    ]
     empty = {s: sum(1 for i in evaluated if not captions[s][i.id].caption) for s in ordered}
     for system, count in empty.items():
         if count:
@@ -261,7 +289,14 @@ def load_inputs(
     index = TermIndex(vocabulary_terms, {image.language for image in evaluated})
     expected: dict[str, set[str]] = {}
     for image in evaluated:
-        terms = {term_id(t) for t in [*_regions(image), *accepted.get(image.id, []), *category_terms.get(image.category or "", [])]}
+        terms = {
+            term_id(t)
+            for t in [
+                *_regions(image),
+                *accepted.get(image.id, []),
+                *category_terms.get(image.category or "", []),
+            ]
+        }
         human_text = " ".join([image.cultural_context or "", *references[image.id]])
         terms |= index.find(human_text, image.language)
         expected[image.id] = {t for t in terms if t}

@@ -68,7 +68,9 @@ def render(lexicon: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.lexicon") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="only check that the committed lexicon is current")
+    parser.add_argument(
+        "--check", action="store_true", help="only check that the committed lexicon is current"
+    )
     args = parser.parse_args(argv)
     text = render(build_lexicon(yaml.safe_load(CURATED.read_text(encoding="utf-8"))))
     if args.check:

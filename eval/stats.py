@@ -48,9 +48,9 @@ def _weights(indices: np.ndarray, n_clusters: int) -> np.ndarray:
 
 def _finalize_all(aggregates: np.ndarray, metrics: Sequence[MetricColumns]) -> np.ndarray:
     """``(batch, k)`` summed rows -> ``(n_metrics, batch)`` metric values."""
-    return np.array([[m.finalize(row[m.columns]) for row in aggregates] for m in metrics], dtype=float).reshape(
-        len(metrics), aggregates.shape[0]
-    )
+    return np.array(
+        [[m.finalize(row[m.columns]) for row in aggregates] for m in metrics], dtype=float
+    ).reshape(len(metrics), aggregates.shape[0])
 
 
 def point_estimates(table: np.ndarray, metrics: Sequence[MetricColumns]) -> list[float]:
@@ -124,11 +124,19 @@ def paired_comparison(
     from scipy.stats import bootstrap, permutation_test
 
     n_clusters = base.shape[0]
-    estimates = [o - b for b, o in zip(point_estimates(base, metrics), point_estimates(other, metrics), strict=True)]
+    estimates = [
+        o - b for b, o in zip(point_estimates(base, metrics), point_estimates(other, metrics), strict=True)
+    ]
     if n_clusters < 2:
         return [
             PairedResult(m.name, b, o, d, float("nan"), float("nan"), float("nan"))
-            for m, b, o, d in zip(metrics, point_estimates(base, metrics), point_estimates(other, metrics), estimates, strict=True)
+            for m, b, o, d in zip(
+                metrics,
+                point_estimates(base, metrics),
+                point_estimates(other, metrics),
+                estimates,
+                strict=True,
+            )
         ]
 
     def diff_statistic(indices: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -163,6 +171,14 @@ def paired_comparison(
     highs = np.atleast_1d(boot.confidence_interval.high)
     pvalues = np.atleast_1d(perm.pvalue)
     return [
-        PairedResult(m.name, base_values[i], other_values[i], estimates[i], float(lows[i]), float(highs[i]), float(pvalues[i]))
+        PairedResult(
+            m.name,
+            base_values[i],
+            other_values[i],
+            estimates[i],
+            float(lows[i]),
+            float(highs[i]),
+            float(pvalues[i]),
+        )
         for i, m in enumerate(metrics)
     ]

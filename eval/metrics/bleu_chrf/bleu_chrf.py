@@ -20,7 +20,10 @@ class BleuChrf(evaluate.Metric):
             citation="Post. A Call for Clarity in Reporting BLEU Scores. WMT 2018.",
             inputs_description=_KWARGS,
             features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
+                {
+                    "predictions": datasets.Value("string"),
+                    "references": datasets.Sequence(datasets.Value("string")),
+                }
             ),
         )
 

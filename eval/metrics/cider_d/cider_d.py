@@ -22,10 +22,15 @@ class CiderD(evaluate.Metric):
             citation="Vedantam, Zitnick, Parikh. CIDEr: Consensus-based Image Description Evaluation. CVPR 2015.",
             inputs_description=_KWARGS,
             features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
+                {
+                    "predictions": datasets.Value("string"),
+                    "references": datasets.Sequence(datasets.Value("string")),
+                }
             ),
         )
 
     def _compute(self, predictions: list[str], references: list[list[str]]) -> dict:
-        scores = cider_d_scores([tokenized(p) for p in predictions], [[tokenized(r) for r in rs] for rs in references])
+        scores = cider_d_scores(
+            [tokenized(p) for p in predictions], [[tokenized(r) for r in rs] for rs in references]
+        )
         return {"cider_d": float(scores.mean()) if len(scores) else float("nan"), "scores": scores.tolist()}

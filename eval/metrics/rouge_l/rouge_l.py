@@ -19,7 +19,10 @@ class RougeL(evaluate.Metric):
             citation="Lin. ROUGE: A Package for Automatic Evaluation of Summaries. 2004.",
             inputs_description=_KWARGS,
             features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
+                {
+                    "predictions": datasets.Value("string"),
+                    "references": datasets.Sequence(datasets.Value("string")),
+                }
             ),
         )
 

@@ -141,14 +141,15 @@ def print_summary(report: dict, folder: Path) -> None:
         console.print(f"[yellow]note:[/yellow] {note}")
     names = [m["name"] for m in report["metrics"]]
     table = Table(title=f"eval {report['name']}: {report['images']} images, split {report['split']}")
-    table.add_column("system")
-    for n in names:
-        table.add_column(METRICS[n].label, justify="right")
+    table.add_column("metric")
     for system in report["systems"]:
-        metrics = report["results"][system]["overall"]["metrics"]
-        table.add_row(
-            system, *("–" if metrics[n]["value"] is None else f"{metrics[n]['value']:.2f}" for n in names)
-        )
+        table.add_column(system, justify="right")
+    for n in names:
+        cells = []
+        for system in report["systems"]:
+            value = report["results"][system]["overall"]["metrics"][n]["value"]
+            cells.append("–" if value is None else f"{value:.2f}")
+        table.add_row(f"{METRICS[n].label} ({METRICS[n].unit})", *cells)
     console.print(table)
     for comparison in report["comparisons"]:
         rows = comparison["groups"]["overall"]["metrics"]

@@ -170,15 +170,18 @@ def paired_comparison(
     lows = np.atleast_1d(boot.confidence_interval.low)
     highs = np.atleast_1d(boot.confidence_interval.high)
     pvalues = np.atleast_1d(perm.pvalue)
-    return [
-        PairedResult(
-            m.name,
-            base_values[i],
-            other_values[i],
-            estimates[i],
-            float(lows[i]),
-            float(highs[i]),
-            float(pvalues[i]),
+    results = []
+    for i, m in enumerate(metrics):
+        defined = np.isfinite(estimates[i])  # a metric undefined for either system has no test
+        results.append(
+            PairedResult(
+                m.name,
+                base_values[i],
+                other_values[i],
+                estimates[i],
+                float(lows[i]) if defined else float("nan"),
+                float(highs[i]) if defined else float("nan"),
+                float(pvalues[i]) if defined else float("nan"),
+            )
         )
-        for i, m in enumerate(metrics)
-    ]
+    return results

@@ -48,12 +48,15 @@ class TermIndex:
     def __init__(self, terms: Iterable[str], languages: Iterable[str | None]) -> None:
         languages = sorted({lang for lang in (primary_language(x) for x in languages) if lang})
         self._by_first: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+        owner: dict[tuple[str, ...], str] = {}  # two spellings with one key ("Brasil"/"Brazil") report once
         for term in sorted(set(terms)):
             ident = term_id(term)
             if not ident:
                 continue
-            for key in term_keys(term, languages):
-                self._by_first[key[0]].append((key, ident))
+            for key in sorted(term_keys(term, languages)):
+                if key not in owner:
+                    owner[key] = ident
+                    self._by_first[key[0]].append((key, ident))
 
     def find(self, text: str, language: str | None) -> set[str]:
         keys = match_keys(text, language)

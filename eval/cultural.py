@@ -22,6 +22,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,9 @@ class CultureLexicon:
     capitalised: list[tuple[re.Pattern[str], str]] = field(default_factory=list)  # (pattern, term id)
 
     @classmethod
-    def load(cls, path: str | Path) -> CultureLexicon:
+    def load(cls, path: str | Path, languages: Iterable[str | None] = LEXICON_LANGUAGES) -> CultureLexicon:
+        """Read the lexicon; entries are lemmatised in ``languages`` (those of the captions to check: each
+        language's lemma dictionary takes about a second to load)."""
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         capital_only = set(data.get("capitalised_only") or [])
         countries_of: dict[str, set[str]] = defaultdict(set)
@@ -106,7 +109,7 @@ class CultureLexicon:
             (re.compile(r"(?<!\w)" + re.escape(term) + r"(?!\w)"), ident)
             for term, ident in sorted(capitalised.items())
         ]
-        return cls(TermIndex(lemma_terms, LEXICON_LANGUAGES), dict(countries_of), patterns)
+        return cls(TermIndex(lemma_terms, languages), dict(countries_of), patterns)
 
     def mentions(self, text: str, language: str | None) -> set[str]:
         found = self.index.find(text, language)
@@ -130,17 +133,24 @@ class CultureLexicon:
         return bool(wrong), wrong
 
 
+@lru_cache(maxsize=4)
+def _identifier(languages: tuple[str, ...]) -> Any:
+    """py3langid's model takes ~1 s to decompress: load it once per process and language set."""
+    import py3langid
+    from py3langid.langid import MODEL_FILE
+    from py3langid.langid import LanguageIdentifier as _LID
+
+    identifier = _LID.from_modelpath(Path(py3langid.__file__).parent / MODEL_FILE, norm_probs=True)
+    identifier.set_languages(list(languages))
+    return identifier
+
+
 class LanguageIdentifier:
     """py3langid restricted to a set of languages (its full 97-language model calls Spanish "an")."""
 
     def __init__(self, languages: Sequence[str] = DEFAULT_LID_LANGUAGES) -> None:
-        import py3langid
-        from py3langid.langid import MODEL_FILE
-        from py3langid.langid import LanguageIdentifier as _LID
-
         self.languages = tuple(languages)
-        self._lid = _LID.from_modelpath(Path(py3langid.__file__).parent / MODEL_FILE, norm_probs=True)
-        self._lid.set_languages(list(self.languages))
+        self._lid = _identifier(self.languages)
 
     def identify(self, text: str) -> tuple[str, float]:
         lang, prob = self._lid.classify(text)

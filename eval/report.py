@@ -69,8 +69,8 @@ METRICS: dict[str, MetricInfo] = {
 
 CAVEATS = [
     "CIDEr-D follows coco-caption's algorithm (n=4, sigma=6, clipped, x10, document frequencies over all "
-    "evaluated images) but tokenises with a Java-free Unicode tokenizer instead of the PTB one: its values "
-    "compare Mirada runs with each other, not with published XM3600 or COCO figures.",
+    "evaluated images) but tokenises with a Java-free Unicode tokenizer instead of the PTB one, so its values are "
+    "not comparable to published XM3600 or COCO figures; they compare Mirada runs with each other.",
     "Cultural metrics are lexicon signals, not judgements: wrong-culture attribution counts mentions of another "
     "country's names, demonyms or places (a historical mention counts too), and variety adherence is decided only "
     "for captions that contain marker words; check per_image.jsonl before drawing conclusions.",
@@ -93,11 +93,14 @@ def load_tools(config: EvalConfig, inputs: EvalInputs) -> Tools:
     for path in (config.cultural.lexicon, config.cultural.variety_markers):
         if not Path(path).is_file():
             raise EvalError(f"cultural data file {path} does not exist (see configs/eval/)")
+    languages = {image.language for image in inputs.images} | {
+        p.language for captions in inputs.captions.values() for p in captions.values() if p.language
+    }
     return Tools(
-        lexicon=CultureLexicon.load(config.cultural.lexicon),
+        lexicon=CultureLexicon.load(config.cultural.lexicon, languages),
         lid=LanguageIdentifier(config.cultural.lid_languages),
         markers=VarietyMarkers.load(config.cultural.variety_markers),
-        terms=TermIndex(inputs.vocabulary_terms, {image.language for image in inputs.images}),
+        terms=TermIndex(inputs.vocabulary_terms, languages),
     )
 
 

@@ -84,7 +84,7 @@ def sacrebleu_stats(
     rows = np.asarray(stats, dtype=float).reshape(len(hyps), -1)
 
     def finalize(total: np.ndarray) -> float:
-        return float(metric._compute_score_from_stats([round(x) for x in total]).score)
+        return float(metric._compute_score_from_stats(np.rint(total).astype(np.int64).tolist()).score)
 
     per_image = np.array([sentence_metric._compute_score_from_stats(list(map(int, s))).score for s in stats])
     return MetricStats(name, rows, finalize, per_image)

@@ -11,7 +11,7 @@ from eval.lexicon import main as lexicon_main
 
 @pytest.fixture(scope="module")
 def lexicon() -> CultureLexicon:
-    return CultureLexicon.load(EvalConfig().cultural.lexicon)
+    return CultureLexicon.load(EvalConfig().cultural.lexicon, ("es", "pt", "ca"))
 
 
 def test_a_peruvian_dish_called_mexican_is_flagged_and_a_correct_caption_is_not(lexicon):

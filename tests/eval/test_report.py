@@ -16,7 +16,13 @@ from tests.eval.builders import build_workspace, image_id, predictions, write_js
 
 
 def config(**kwargs: object) -> EvalConfig:
-    settings = {"split": "all", "min_group_size": 3, "bootstrap": {"resamples": 100}, "charts": False, **kwargs}
+    settings = {
+        "split": "all",
+        "min_group_size": 3,
+        "bootstrap": {"resamples": 100},
+        "charts": False,
+        **kwargs,
+    }
     return EvalConfig.model_validate(settings)
 
 

@@ -158,7 +158,7 @@ def _columns(metrics: Sequence[MetricStats]) -> tuple[np.ndarray, list[MetricCol
     columns, start = [], 0
     for m in metrics:
         width = m.rows.shape[1]
-        columns.append(MetricColumns(m.name, slice(start, start + width), m.finalize))
+        columns.append(MetricColumns(m.name, slice(start, start + width), m.finalize, m.finalize_batch))
         start += width
     return np.hstack([m.rows for m in metrics]), columns
 

@@ -27,6 +27,7 @@ class MetricColumns:
     name: str
     columns: slice
     finalize: Finalize
+    finalize_batch: Callable[[np.ndarray], np.ndarray] | None = None  # vectorised finalize, when there is one
 
 
 def cluster_table(rows: np.ndarray, clusters: Sequence[str]) -> np.ndarray:
@@ -48,9 +49,11 @@ def _weights(indices: np.ndarray, n_clusters: int) -> np.ndarray:
 
 def _finalize_all(aggregates: np.ndarray, metrics: Sequence[MetricColumns]) -> np.ndarray:
     """``(batch, k)`` summed rows -> ``(n_metrics, batch)`` metric values."""
-    return np.array(
-        [[m.finalize(row[m.columns]) for row in aggregates] for m in metrics], dtype=float
-    ).reshape(len(metrics), aggregates.shape[0])
+    out = np.empty((len(metrics), aggregates.shape[0]))
+    for i, m in enumerate(metrics):
+        block = aggregates[:, m.columns]
+        out[i] = m.finalize_batch(block) if m.finalize_batch else [m.finalize(row) for row in block]
+    return out.reshape(len(metrics), aggregates.shape[0])
 
 
 def point_estimates(table: np.ndarray, metrics: Sequence[MetricColumns]) -> list[float]:

@@ -40,6 +40,7 @@ class MetricStats:
     rows: Stats
     finalize: Callable[[np.ndarray], float]
     per_image: np.ndarray  # the metric on each image alone (sentence-level), for tables and wins/losses
+    finalize_batch: Callable[[np.ndarray], np.ndarray] | None = None  # same, over (batch, k) at once
 
     def corpus(self, mask: np.ndarray | None = None) -> float:
         rows = self.rows if mask is None else self.rows[mask]
@@ -50,12 +51,18 @@ def _mean_finalize(total: np.ndarray) -> float:
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")
 
 
+def mean_finalize_batch(totals: np.ndarray) -> np.ndarray:
+    """:func:`_mean_finalize` over a batch of summed rows ``(batch, 2)`` at once (the bootstrap's hot path)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals[:, 1] > 0, totals[:, 0] / np.where(totals[:, 1] > 0, totals[:, 1], 1), np.nan)
+
+
 def mean_stats(name: str, values: Sequence[float | None], scale: float = 1.0) -> MetricStats:
     """A metric that is the mean of per-image values; None marks an image where it is undefined."""
     rows = np.array([[0.0, 0.0] if v is None else [float(v) * scale, 1.0] for v in values], dtype=float)
     rows = rows.reshape(len(values), 2)
     per_image = np.array([np.nan if v is None else float(v) * scale for v in values], dtype=float)
-    return MetricStats(name, rows, _mean_finalize, per_image)
+    return MetricStats(name, rows, _mean_finalize, per_image, mean_finalize_batch)
 
 
 # -- sacrebleu -------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     add_common_args(parser)
     parser.add_argument(
-        "--systems", help="comma-separated systems to compare, base first (default: all found)"
+        "--systems",
+        help="comma-separated systems to compare (default: all found); the base is --base, else the first",
     )
     parser.add_argument(
         "--predictions", action="append", type=Path, default=[], metavar="FILE.jsonl",

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from data_tools.logs import progress, progress_bar
 from eval.config import EvalConfig
 from eval.cultural import (
     CultureLexicon,
@@ -118,7 +119,8 @@ def score_system(
             metrics.append(mean_stats("embedding", list(scores), scale=100.0))
     recall, precision, wrong, fidelity, adherence = [], [], [], [], []
     details: list[dict[str, Any]] = []
-    for image, prediction in zip(inputs.images, predictions, strict=True):
+    pairs = zip(inputs.images, predictions, strict=True)
+    for image, prediction in progress(pairs, total=len(predictions), desc=f"eval {system}", unit="img"):
         requested = prediction.language or image.language
         found = tools.terms.find(prediction.caption, requested)
         expected = inputs.expected_terms[image.id]
@@ -216,6 +218,8 @@ def build_report(
     boot = config.bootstrap
     systems = inputs.systems
     base = config.base_system if config.base_system in systems else systems[0]
+    n_groups = sum(len(groups) for groups in masks.values())
+    bar = progress_bar(total=n_groups * (2 * len(systems) - 1), desc="eval intervals", unit="group")
     tables: dict[str, tuple[np.ndarray, list[MetricColumns], list[MetricStats]]] = {}
     per_image: list[dict[str, Any]] = []
     results: dict[str, Any] = {}
@@ -248,6 +252,7 @@ def build_report(
                     sub, columns, n_resamples=boot.resamples, confidence=boot.confidence, seed=boot.seed
                 )
                 n_images = int(mask.sum())
+                bar.update()
                 entries[value] = {
                     "n_images": n_images,
                     "n_clusters": int(sub.shape[0]),
@@ -283,6 +288,7 @@ def build_report(
                     confidence=boot.confidence,
                     seed=boot.seed,
                 )
+                bar.update()
                 entries[value] = {
                     "n_images": int(mask.sum()),
                     "small": int(mask.sum()) < config.min_group_size,
@@ -301,6 +307,7 @@ def build_report(
             groups_out[kind] = entries["all"] if kind == "overall" else entries
         comparisons.append({"base": base, "system": system, "groups": groups_out})
 
+    bar.close()
     variety: dict[str, Any] = {}
     for system in systems:
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # n, determined, adhering

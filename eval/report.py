@@ -33,7 +33,7 @@ from eval.cultural import (
     term_scores,
 )
 from eval.inputs import EvalInputs
-from eval.metrics.core import MetricStats, mean_stats, reference_metrics, sacrebleu_signatures
+from eval.metrics.core import MetricStats, ReferenceSet, mean_stats, reference_metrics, sacrebleu_signatures
 from eval.stats import MetricColumns, bootstrap_intervals, cluster_table, paired_comparison, point_estimates
 
 log = logging.getLogger("eval")
@@ -106,13 +106,18 @@ def load_tools(config: EvalConfig, inputs: EvalInputs) -> Tools:
 
 
 def score_system(
-    inputs: EvalInputs, system: str, tools: Tools, config: EvalConfig, embeddings: bool
+    inputs: EvalInputs,
+    system: str,
+    tools: Tools,
+    config: EvalConfig,
+    embeddings: bool,
+    reference_set: ReferenceSet | None = None,
 ) -> tuple[list[MetricStats], list[dict[str, Any]]]:
     """Every metric's per-image rows for one system, and one detail record per image."""
     predictions = [inputs.captions[system][image.id] for image in inputs.images]
     hyps = [p.caption for p in predictions]
     refs = [inputs.references[image.id] for image in inputs.images]
-    metrics = reference_metrics(hyps, refs, bleu_tokenize=config.bleu_tokenize)
+    metrics = reference_metrics(hyps, reference_set or refs, bleu_tokenize=config.bleu_tokenize)
     if embeddings:
         scores, _ = embedding_similarity(hyps, refs)
         if scores is not None:
@@ -218,6 +223,9 @@ def build_report(
     boot = config.bootstrap
     systems = inputs.systems
     base = config.base_system if config.base_system in systems else systems[0]
+    reference_set = ReferenceSet(
+        [inputs.references[image.id] for image in inputs.images], config.bleu_tokenize
+    )
     n_groups = sum(len(groups) for groups in masks.values())
     bar = progress_bar(total=n_groups * (2 * len(systems) - 1), desc="eval intervals", unit="group")
     tables: dict[str, tuple[np.ndarray, list[MetricColumns], list[MetricStats]]] = {}
@@ -225,7 +233,7 @@ def build_report(
     results: dict[str, Any] = {}
     for system in systems:
         log.info("eval: scoring %s on %d images", system, len(inputs.images))
-        metrics, details = score_system(inputs, system, tools, config, use_embeddings)
+        metrics, details = score_system(inputs, system, tools, config, use_embeddings, reference_set)
         table, columns = _columns(metrics)
         tables[system] = (table, columns, metrics)
         for index, image in enumerate(inputs.images):

@@ -72,42 +72,100 @@ def _ref_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
     return [[refs[i] if i < len(refs) else None for refs in references] for i in range(width)]
 
 
-def bleu_metric(tokenize_name: str = "13a") -> Any:
+def bleu_metric(tokenize_name: str = "13a", references: Sequence[Sequence[str]] | None = None) -> Any:
     from sacrebleu.metrics import BLEU
 
-    return BLEU(tokenize=tokenize_name)
+    return BLEU(tokenize=tokenize_name, references=_ref_streams(references) if references else None)
 
 
-def chrf_metric() -> Any:
+def chrf_metric(references: Sequence[Sequence[str]] | None = None) -> Any:
     from sacrebleu.metrics import CHRF
 
-    return CHRF(word_order=2)
+    return CHRF(word_order=2, references=_ref_streams(references) if references else None)
+
+
+def bleu_batch(metric: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """sacrebleu's corpus BLEU over many summed stat rows at once, for the bootstrap's thousands of resamples.
+
+    Only for the configuration Mirada uses (``smooth_method="exp"``, no effective order, 4-grams), where
+    ``BLEU.compute_bleu`` reduces to: zero if any n-gram order has no candidates or nothing matches,
+    else brevity penalty x geometric mean of the precisions, each zero count replaced by 100/(2^k x total)
+    for the k-th zero. Tests assert equality with ``_compute_score_from_stats`` on random rows.
+    """
+    if metric.smooth_method != "exp" or metric.effective_order or metric.max_ngram_order != 4:
+        return None
+
+    def finalize(rows: np.ndarray) -> np.ndarray:
+        sys_len, ref_len = rows[:, 0], rows[:, 1]
+        correct, total = rows[:, 2:6], rows[:, 6:10]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            bp = np.where(sys_len >= ref_len, 1.0, np.where(sys_len > 0, np.exp(1 - ref_len / sys_len), 0.0))
+            zeros = correct == 0
+            halvings = np.cumsum(zeros, axis=1)
+            safe_total = np.where(total > 0, total, 1.0)
+            precision = np.where(zeros, 100.0 / (2.0**halvings * safe_total), 100.0 * correct / safe_total)
+            score = bp * np.exp(np.log(precision).sum(axis=1) / 4)
+        return np.where((total == 0).any(axis=1) | zeros.all(axis=1), 0.0, score)
+
+    return finalize
+
+
+def chrf_batch(metric: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """sacrebleu's chrF over many summed stat rows at once (effective-order averaging, no eps smoothing)."""
+    if metric.eps_smoothing:
+        return None
+    factor, eps = metric.beta**2, 1e-16
+
+    def finalize(rows: np.ndarray) -> np.ndarray:
+        stats = rows.reshape(rows.shape[0], -1, 3)
+        n_hyp, n_ref, n_match = stats[..., 0], stats[..., 1], stats[..., 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prec = np.where(n_hyp > 0, n_match / np.where(n_hyp > 0, n_hyp, 1), eps)
+            rec = np.where(n_ref > 0, n_match / np.where(n_ref > 0, n_ref, 1), eps)
+            valid = (n_hyp > 0) & (n_ref > 0)
+            order = valid.sum(axis=1)
+            avg_prec = np.where(order > 0, (prec * valid).sum(axis=1) / np.maximum(order, 1), 0.0)
+            avg_rec = np.where(order > 0, (rec * valid).sum(axis=1) / np.maximum(order, 1), 0.0)
+            denom = factor * avg_prec + avg_rec
+            score = 100 * (1 + factor) * avg_prec * avg_rec / np.where(denom > 0, denom, 1)
+        return np.where(avg_prec + avg_rec > 0, score, 0.0)
+
+    return finalize
 
 
 def sacrebleu_stats(
-    name: str, metric: Any, sentence_metric: Any, hyps: Sequence[str], refs: Sequence[Sequence[str]]
+    name: str,
+    metric: Any,
+    sentence_metric: Any,
+    hyps: Sequence[str],
+    refs: Sequence[Sequence[str]] | None,
+    batch: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> MetricStats:
-    stats = metric._extract_corpus_statistics(list(hyps), _ref_streams(refs))
+    """Segment statistics of ``hyps``; ``refs=None`` uses the references cached in ``metric`` (built once
+    per report and shared by every system, which halves the work of comparing two systems)."""
+    stats = metric._extract_corpus_statistics(list(hyps), _ref_streams(refs) if refs is not None else None)
     rows = np.asarray(stats, dtype=float).reshape(len(hyps), -1)
 
     def finalize(total: np.ndarray) -> float:
         return float(metric._compute_score_from_stats(np.rint(total).astype(np.int64).tolist()).score)
 
     per_image = np.array([sentence_metric._compute_score_from_stats(list(map(int, s))).score for s in stats])
-    return MetricStats(name, rows, finalize, per_image)
+    return MetricStats(name, rows, finalize, per_image, batch)
 
 
-def bleu_stats(hyps: Sequence[str], refs: Sequence[Sequence[str]], tokenize_name: str = "13a") -> MetricStats:
+def bleu_stats(
+    hyps: Sequence[str], refs: Sequence[Sequence[str]] | None, tokenize_name: str = "13a", metric: Any = None
+) -> MetricStats:
     from sacrebleu.metrics import BLEU
 
-    return sacrebleu_stats(
-        "bleu", bleu_metric(tokenize_name), BLEU(tokenize=tokenize_name, effective_order=True), hyps, refs
-    )
+    metric = metric if metric is not None else bleu_metric(tokenize_name)
+    sentence = BLEU(tokenize=tokenize_name, effective_order=True)
+    return sacrebleu_stats("bleu", metric, sentence, hyps, refs, bleu_batch(metric))
 
 
-def chrf_stats(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> MetricStats:
-    metric = chrf_metric()
-    return sacrebleu_stats("chrf++", metric, metric, hyps, refs)
+def chrf_stats(hyps: Sequence[str], refs: Sequence[Sequence[str]] | None, metric: Any = None) -> MetricStats:
+    metric = metric if metric is not None else chrf_metric()
+    return sacrebleu_stats("chrf++", metric, metric, hyps, refs, chrf_batch(metric))
 
 
 def sacrebleu_signatures(tokenize_name: str = "13a", n_refs: int | None = None) -> dict[str, str]:
@@ -208,13 +266,28 @@ def rouge_stats(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> MetricSta
     return mean_stats("rouge-l", list(rouge_l_scores(hyps, refs)), scale=100.0)
 
 
+class ReferenceSet:
+    """The evaluated images' references, pre-processed once for every system that is scored against them."""
+
+    def __init__(self, refs: Sequence[Sequence[str]], bleu_tokenize: str = "13a") -> None:
+        self.refs = [list(r) for r in refs]
+        self.bleu_tokenize = bleu_tokenize
+        self.bleu = bleu_metric(bleu_tokenize, self.refs)
+        self.chrf = chrf_metric(self.refs)
+
+
 def reference_metrics(
-    hyps: Sequence[str], refs: Sequence[Sequence[str]], *, bleu_tokenize: str = "13a"
+    hyps: Sequence[str],
+    refs: Sequence[Sequence[str]] | ReferenceSet,
+    *,
+    bleu_tokenize: str = "13a",
 ) -> list[MetricStats]:
     """BLEU, chrF++, CIDEr-D and ROUGE-L rows for one system over the evaluated images."""
+    if not isinstance(refs, ReferenceSet):
+        refs = ReferenceSet(refs, bleu_tokenize)
     return [
-        bleu_stats(hyps, refs, bleu_tokenize),
-        chrf_stats(hyps, refs),
-        cider_stats(hyps, refs),
-        rouge_stats(hyps, refs),
+        bleu_stats(hyps, None, refs.bleu_tokenize, metric=refs.bleu),
+        chrf_stats(hyps, None, metric=refs.chrf),
+        cider_stats(hyps, refs.refs),
+        rouge_stats(hyps, refs.refs),
     ]

@@ -132,3 +132,20 @@ def test_reference_metrics_reward_the_better_caption():
     )
     bad = reference_metrics(["Una hamburguesa con papas.", "Un mercado de frutas."], refs)
     assert all(g.corpus() > b.corpus() for g, b in zip(good, bad, strict=True))
+
+
+def test_batched_bleu_and_chrf_equal_sacrebleu_on_random_summed_statistics():
+    import numpy as np
+
+    from eval.metrics.core import bleu_batch, bleu_metric, chrf_batch, chrf_metric
+
+    hyps, refs = corpus(300, 3)
+    hyps[:5] = ["", "x", "Un taco", "zzz yyy", "tortilla"]  # empty, no match, short: the edge cases
+    rng = np.random.default_rng(0)
+    for stats in (bleu_stats(hyps, refs), chrf_stats(hyps, refs)):
+        metric = bleu_metric() if stats.name == "bleu" else chrf_metric()
+        batch = (bleu_batch if stats.name == "bleu" else chrf_batch)(metric)
+        sums = np.vstack([stats.rows[:k].sum(axis=0) for k in range(1, 8)]
+                         + [rng.multinomial(40, np.ones(len(hyps)) / len(hyps)) @ stats.rows for _ in range(200)])  # fmt: skip
+        expected = [stats.finalize(row) for row in sums]
+        assert batch(sums) == pytest.approx(expected, abs=1e-9)

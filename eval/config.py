@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -75,6 +76,11 @@ class EvalConfig(StageConfig):
     )
     bootstrap: BootstrapSettings = Field(default_factory=BootstrapSettings)
     cultural: CulturalSettings = Field(default_factory=CulturalSettings)
+    workers: int = Field(
+        min(2, os.cpu_count() or 1),
+        ge=1,
+        description="processes for the bootstrap intervals and paired tests (results do not depend on it)",
+    )
     charts: bool = Field(True, description="write PNG charts next to the report")
     examples: int = Field(4, ge=0, description="largest per-image wins and losses shown per compared system")
     example_metric: str = Field("chrf++", description="per-image metric that ranks the wins and losses")

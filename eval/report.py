@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 from collections import defaultdict
@@ -208,6 +209,49 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+_STATE: dict[str, Any] = {}  # what worker processes inherit (fork) instead of receiving it pickled
+
+
+def _group_task(task: tuple[str, str, str, str]) -> Any:
+    """One interval (``("interval", system, kind, group)``) or paired comparison, from ``_STATE``."""
+    what, system, kind, value = task
+    tables, boot = _STATE["tables"], _STATE["boot"]
+    mask, clusters = _STATE["masks"][kind][value], _STATE["clusters"]
+    keys = list(clusters[mask])
+    table, columns, _ = tables[system]
+    if what == "interval":
+        sub = cluster_table(table[mask], keys)
+        intervals = bootstrap_intervals(
+            sub, columns, n_resamples=boot.resamples, confidence=boot.confidence, seed=boot.seed
+        )
+        return point_estimates(sub, columns), intervals, int(sub.shape[0])
+    base_table = tables[_STATE["base"]][0]
+    return paired_comparison(
+        cluster_table(base_table[mask], keys), cluster_table(table[mask], keys), columns,
+        n_resamples=boot.resamples, confidence=boot.confidence, seed=boot.seed,
+    )  # fmt: skip
+
+
+def _run_tasks(tasks: list[tuple[str, str, str, str]], workers: int) -> list[Any]:
+    """Run ``tasks`` in ``workers`` forked processes (in order), with a progress bar."""
+    bar = progress_bar(total=len(tasks), desc="eval intervals", unit="group")
+    try:
+        if workers <= 1 or len(tasks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            results = []
+            for task in tasks:
+                results.append(_group_task(task))
+                bar.update()
+            return results
+        with multiprocessing.get_context("fork").Pool(min(workers, len(tasks))) as pool:
+            results = []
+            for result in pool.imap(_group_task, tasks, chunksize=1):
+                results.append(result)
+                bar.update()
+            return results
+    finally:
+        bar.close()
+
+
 def build_report(
     inputs: EvalInputs, config: EvalConfig, name: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -226,11 +270,8 @@ def build_report(
     reference_set = ReferenceSet(
         [inputs.references[image.id] for image in inputs.images], config.bleu_tokenize
     )
-    n_groups = sum(len(groups) for groups in masks.values())
-    bar = progress_bar(total=n_groups * (2 * len(systems) - 1), desc="eval intervals", unit="group")
     tables: dict[str, tuple[np.ndarray, list[MetricColumns], list[MetricStats]]] = {}
     per_image: list[dict[str, Any]] = []
-    results: dict[str, Any] = {}
     for system in systems:
         log.info("eval: scoring %s on %d images", system, len(inputs.images))
         metrics, details = score_system(inputs, system, tools, config, use_embeddings, reference_set)
@@ -250,20 +291,30 @@ def build_report(
                     **details[index],
                 }
             )
-        system_result: dict[str, Any] = {}
+
+    # every (system, group) interval and every (system vs base, group) comparison is independent and
+    # seeded on its own, so they run in worker processes with identical results for any worker count
+    tasks = [
+        ("interval", system, kind, value) for system in systems for kind in masks for value in masks[kind]
+    ]
+    tasks += [("paired", system, kind, value) for system in systems if system != base for kind in masks for value in masks[kind]]  # fmt: skip
+    _STATE.update(tables=tables, masks=masks, clusters=clusters, boot=boot, base=base)
+    try:
+        outcomes = dict(zip(tasks, _run_tasks(tasks, config.workers), strict=True))
+    finally:
+        _STATE.clear()
+    results: dict[str, Any] = {}
+    for system in systems:
+        metrics = tables[system][2]
+        results[system] = {}
         for kind, groups in masks.items():
             entries = {}
             for value, mask in groups.items():
-                sub = cluster_table(table[mask], list(clusters[mask]))
-                values = point_estimates(sub, columns)
-                intervals = bootstrap_intervals(
-                    sub, columns, n_resamples=boot.resamples, confidence=boot.confidence, seed=boot.seed
-                )
+                values, intervals, n_clusters = outcomes[("interval", system, kind, value)]
                 n_images = int(mask.sum())
-                bar.update()
                 entries[value] = {
                     "n_images": n_images,
-                    "n_clusters": int(sub.shape[0]),
+                    "n_clusters": n_clusters,
                     "small": n_images < config.min_group_size,
                     "metrics": {
                         m.name: {
@@ -275,28 +326,15 @@ def build_report(
                         for m, v, (lo, hi) in zip(metrics, values, intervals, strict=True)
                     },
                 }
-            system_result[kind] = entries["all"] if kind == "overall" else entries
-        results[system] = system_result
-
+            results[system][kind] = entries["all"] if kind == "overall" else entries
     comparisons = []
     for system in systems:
         if system == base:
             continue
-        base_table, columns, _ = tables[base]
-        other_table = tables[system][0]
         groups_out: dict[str, Any] = {}
         for kind, groups in masks.items():
             entries = {}
             for value, mask in groups.items():
-                paired = paired_comparison(
-                    cluster_table(base_table[mask], list(clusters[mask])),
-                    cluster_table(other_table[mask], list(clusters[mask])),
-                    columns,
-                    n_resamples=boot.resamples,
-                    confidence=boot.confidence,
-                    seed=boot.seed,
-                )
-                bar.update()
                 entries[value] = {
                     "n_images": int(mask.sum()),
                     "small": int(mask.sum()) < config.min_group_size,
@@ -309,13 +347,12 @@ def build_report(
                             "ci_high": _clean(r.ci_high),
                             "p_value": _clean(r.p_value),
                         }
-                        for r in paired
+                        for r in outcomes[("paired", system, kind, value)]
                     },
                 }
             groups_out[kind] = entries["all"] if kind == "overall" else entries
         comparisons.append({"base": base, "system": system, "groups": groups_out})
 
-    bar.close()
     variety: dict[str, Any] = {}
     for system in systems:
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # n, determined, adhering
@@ -368,7 +405,9 @@ def build_report(
         "comparisons": comparisons,
         "variety": variety,
         "settings": {
-            **config.model_dump(mode="json", exclude={"cultural"}),
+            **config.model_dump(
+                mode="json", exclude={"cultural", "workers"}
+            ),  # workers: no effect on results
             "cultural": {
                 **config.cultural.model_dump(mode="json", exclude={"lexicon", "variety_markers"}),
                 "lexicon": Path(config.cultural.lexicon).name,

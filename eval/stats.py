@@ -42,9 +42,9 @@ def cluster_table(rows: np.ndarray, clusters: Sequence[str]) -> np.ndarray:
 def _weights(indices: np.ndarray, n_clusters: int) -> np.ndarray:
     """Resampled cluster indices ``(..., n)`` -> how often each cluster was drawn ``(batch, n_clusters)``."""
     flat = indices.reshape(-1, indices.shape[-1])
-    weights = np.zeros((flat.shape[0], n_clusters))
-    np.add.at(weights, (np.repeat(np.arange(flat.shape[0]), flat.shape[1]), flat.ravel()), 1.0)
-    return weights
+    offsets = (np.arange(flat.shape[0]) * n_clusters)[:, None]
+    counts = np.bincount((flat + offsets).ravel(), minlength=flat.shape[0] * n_clusters)
+    return counts.reshape(flat.shape[0], n_clusters).astype(float)
 
 
 def _finalize_all(aggregates: np.ndarray, metrics: Sequence[MetricColumns]) -> np.ndarray:

@@ -175,3 +175,10 @@ def test_stored_generations_and_prefs_splits_are_used_when_the_workspace_has_the
         ws.close()
     assert report["images"] == 8 and report["split"] == "test"
     assert report["results"]["aligned"]["overall"]["metrics"]["chrf++"]["value"] > 50
+
+
+def test_the_number_of_worker_processes_does_not_change_the_report(eval_ws, predictions_file):
+    folder, _ = run_eval(eval_ws, config(workers=1), predictions=[predictions_file])
+    one = (folder / "report.json").read_bytes()
+    run_eval(eval_ws, config(workers=2), predictions=[predictions_file])
+    assert (folder / "report.json").read_bytes() == one

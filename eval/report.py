@@ -118,7 +118,9 @@ def score_system(
     predictions = [inputs.captions[system][image.id] for image in inputs.images]
     hyps = [p.caption for p in predictions]
     refs = [inputs.references[image.id] for image in inputs.images]
-    metrics = reference_metrics(hyps, reference_set or refs, bleu_tokenize=config.bleu_tokenize)
+    metrics = reference_metrics(
+        hyps, reference_set or refs, bleu_tokenize=config.bleu_tokenize, workers=config.workers
+    )
     if embeddings:
         scores, _ = embedding_similarity(hyps, refs)
         if scores is not None:

@@ -20,6 +20,7 @@ reports on the same input:
 from __future__ import annotations
 
 import math
+import multiprocessing
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,7 +145,17 @@ def sacrebleu_stats(
     """Segment statistics of ``hyps``; ``refs=None`` uses the references cached in ``metric`` (built once
     per report and shared by every system, which halves the work of comparing two systems)."""
     stats = metric._extract_corpus_statistics(list(hyps), _ref_streams(refs) if refs is not None else None)
-    rows = np.asarray(stats, dtype=float).reshape(len(hyps), -1)
+    return sacrebleu_from_stats(name, metric, sentence_metric, stats, batch)
+
+
+def sacrebleu_from_stats(
+    name: str,
+    metric: Any,
+    sentence_metric: Any,
+    stats: Sequence[Sequence[int]],
+    batch: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> MetricStats:
+    rows = np.asarray(stats, dtype=float).reshape(len(stats), -1)
 
     def finalize(total: np.ndarray) -> float:
         return float(metric._compute_score_from_stats(np.rint(total).astype(np.int64).tolist()).score)
@@ -185,58 +196,69 @@ def _ngrams(tokens: Sequence[str], n: int) -> dict[tuple[str, ...], int]:
     return counts
 
 
-def cider_d_scores(
-    hyps: Sequence[str], refs: Sequence[Sequence[str]], *, n: int = 4, sigma: float = 6.0
-) -> np.ndarray:
-    """Per-image CIDEr-D of whitespace-tokenised ``hyps`` against ``refs`` (see the module docstring).
+class CiderD:
+    """coco-caption's CiderScorer over a fixed set of references (see the module docstring).
 
-    Document frequencies come from the references of all images passed in one call, so call it once
-    over the whole evaluated set and average subsets of the returned scores for groups.
+    Document frequencies come from all the references given here, so build it once over the whole
+    evaluated set; :meth:`scores` then scores any captions (any system, any slice of images) against it.
     """
-    if len(hyps) != len(refs):
-        raise ValueError("cider_d_scores: one list of references per hypothesis")
-    cooked_refs = [[_ngrams(r.split(), n) for r in image_refs] for image_refs in refs]
-    document_frequency: dict[tuple[str, ...], float] = defaultdict(float)
-    for image_refs in cooked_refs:
-        for ngram in {g for ref in image_refs for g in ref}:
-            document_frequency[ngram] += 1
-    ref_len = math.log(float(len(cooked_refs))) if cooked_refs else 0.0
-    log_df = {g: math.log(max(1.0, df)) for g, df in document_frequency.items()}
 
-    def vectorise(counts: dict[tuple[str, ...], int]) -> tuple[list[dict], list[float], int]:
-        vec: list[dict[tuple[str, ...], float]] = [{} for _ in range(n)]
-        norm = [0.0] * n
+    def __init__(self, refs: Sequence[Sequence[str]], *, n: int = 4, sigma: float = 6.0) -> None:
+        self.n, self.sigma = n, sigma
+        cooked = [[_ngrams(r.split(), n) for r in image_refs] for image_refs in refs]
+        if any(not image_refs for image_refs in cooked):
+            raise ValueError("CIDEr-D: every image needs at least one reference")
+        document_frequency: dict[tuple[str, ...], float] = defaultdict(float)
+        for image_refs in cooked:
+            for ngram in {g for ref in image_refs for g in ref}:
+                document_frequency[ngram] += 1
+        self.ref_len = math.log(float(len(cooked))) if cooked else 0.0
+        self.log_df = {g: math.log(max(1.0, df)) for g, df in document_frequency.items()}
+        self.ref_vectors = [[self._vectorise(ref) for ref in image_refs] for image_refs in cooked]
+
+    def _vectorise(self, counts: dict[tuple[str, ...], int]) -> tuple[list[dict], list[float], int]:
+        vec: list[dict[tuple[str, ...], float]] = [{} for _ in range(self.n)]
+        norm = [0.0] * self.n
         length = 0
         for ngram, tf in counts.items():
             order = len(ngram) - 1
-            weight = float(tf) * (ref_len - log_df.get(ngram, 0.0))
+            weight = float(tf) * (self.ref_len - self.log_df.get(ngram, 0.0))
             vec[order][ngram] = weight
             norm[order] += weight**2
             if order == 1:  # upstream counts the length in bigrams; kept for identical scores
                 length += tf
         return vec, [math.sqrt(x) for x in norm], length
 
-    two_sigma_sq = 2 * sigma**2
-    scores = np.zeros(len(hyps))
-    for index, (hyp, image_refs) in enumerate(zip(hyps, cooked_refs, strict=True)):
-        if not image_refs:
-            raise ValueError("cider_d_scores: every image needs at least one reference")
-        vec, norm, length = vectorise(_ngrams(hyp.split(), n))
-        total = np.zeros(n)
-        for ref in image_refs:
-            vec_ref, norm_ref, length_ref = vectorise(ref)
-            penalty = math.e ** (-(float(length - length_ref) ** 2) / two_sigma_sq)
-            for order in range(n):
-                value = 0.0
-                ref_order = vec_ref[order]
-                for ngram, weight in vec[order].items():
-                    ref_weight = ref_order.get(ngram, 0.0)
-                    value += min(weight, ref_weight) * ref_weight
-                if norm[order] != 0 and norm_ref[order] != 0:
-                    value /= norm[order] * norm_ref[order]
-                total[order] += value * penalty
-        scores[index] = float(np.mean(total)) / len(image_refs) * 10.0
-    return scores
+    def scores(self, hyps: Sequence[str], start: int = 0) -> np.ndarray:
+        """CIDEr-D of whitespace-tokenised ``hyps`` against images ``start, start + 1, …``."""
+        n, two_sigma_sq = self.n, 2 * self.sigma**2
+        result = np.zeros(len(hyps))
+        for index, hyp in enumerate(hyps):
+            vec, norm, length = self._vectorise(_ngrams(hyp.split(), n))
+            refs = self.ref_vectors[start + index]
+            total = np.zeros(n)
+            for vec_ref, norm_ref, length_ref in refs:
+                penalty = math.e ** (-(float(length - length_ref) ** 2) / two_sigma_sq)
+                for order in range(n):
+                    value = 0.0
+                    ref_order = vec_ref[order]
+                    for ngram, weight in vec[order].items():
+                        ref_weight = ref_order.get(ngram, 0.0)
+                        value += min(weight, ref_weight) * ref_weight
+                    if norm[order] != 0 and norm_ref[order] != 0:
+                        value /= norm[order] * norm_ref[order]
+                    total[order] += value * penalty
+            result[index] = float(np.mean(total)) / len(refs) * 10.0
+        return result
+
+
+def cider_d_scores(
+    hyps: Sequence[str], refs: Sequence[Sequence[str]], *, n: int = 4, sigma: float = 6.0
+) -> np.ndarray:
+    """Per-image CIDEr-D of whitespace-tokenised ``hyps`` against ``refs`` (one call = one evaluated set)."""
+    if len(hyps) != len(refs):
+        raise ValueError("cider_d_scores: one list of references per hypothesis")
+    return CiderD(refs, n=n, sigma=sigma).scores(hyps)
 
 
 def cider_stats(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> MetricStats:
@@ -274,6 +296,27 @@ class ReferenceSet:
         self.bleu_tokenize = bleu_tokenize
         self.bleu = bleu_metric(bleu_tokenize, self.refs)
         self.chrf = chrf_metric(self.refs)
+        self.cider = CiderD([[tokenized(r) for r in rs] for rs in self.refs])
+
+
+_WORK: dict[str, Any] = {}  # inherited by forked workers: the references and the captions being scored
+
+
+def _score_slice(job: tuple[str, int, int]) -> list:
+    """One metric over captions ``start:stop`` (segment-level work only, so slices concatenate exactly)."""
+    kind, start, stop = job
+    hyps, refset = _WORK["hyps"][start:stop], _WORK["refset"]
+    if kind in ("bleu", "chrf"):
+        metric = getattr(refset, kind)
+        full = metric._ref_cache
+        metric._ref_cache = full[start:stop]  # the cached references of these images only
+        try:
+            return metric._extract_corpus_statistics(hyps, None)
+        finally:
+            metric._ref_cache = full
+    if kind == "cider":
+        return refset.cider.scores([tokenized(h) for h in hyps], start).tolist()
+    return rouge_l_scores(hyps, refset.refs[start:stop]).tolist()
 
 
 def reference_metrics(
@@ -281,13 +324,38 @@ def reference_metrics(
     refs: Sequence[Sequence[str]] | ReferenceSet,
     *,
     bleu_tokenize: str = "13a",
+    workers: int = 1,
 ) -> list[MetricStats]:
-    """BLEU, chrF++, CIDEr-D and ROUGE-L rows for one system over the evaluated images."""
+    """BLEU, chrF++, CIDEr-D and ROUGE-L rows for one system over the evaluated images.
+
+    With ``workers > 1`` the per-caption work runs in forked processes on slices of the captions; every
+    statistic is per caption (CIDEr's document frequencies are fixed in the ``ReferenceSet``), so the
+    result is identical to one process.
+    """
+    from sacrebleu.metrics import BLEU
+
     if not isinstance(refs, ReferenceSet):
         refs = ReferenceSet(refs, bleu_tokenize)
+    n = len(hyps)
+    parts = max(1, min(workers, n // 100))
+    bounds = [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
+    jobs = [(kind, a, b) for kind in ("bleu", "chrf", "cider", "rouge") for a, b in bounds]
+    _WORK.update(hyps=list(hyps), refset=refs)
+    try:
+        if parts == 1 or "fork" not in multiprocessing.get_all_start_methods():
+            outputs = [_score_slice(job) for job in jobs]
+        else:
+            with multiprocessing.get_context("fork").Pool(parts) as pool:
+                outputs = pool.map(_score_slice, jobs, chunksize=1)
+    finally:
+        _WORK.clear()
+    merged: dict[str, list] = defaultdict(list)
+    for (kind, _, _), output in zip(jobs, outputs, strict=True):
+        merged[kind].extend(output)
+    sentence_bleu = BLEU(tokenize=refs.bleu_tokenize, effective_order=True)
     return [
-        bleu_stats(hyps, None, refs.bleu_tokenize, metric=refs.bleu),
-        chrf_stats(hyps, None, metric=refs.chrf),
-        cider_stats(hyps, refs.refs),
-        rouge_stats(hyps, refs.refs),
+        sacrebleu_from_stats("bleu", refs.bleu, sentence_bleu, merged["bleu"], bleu_batch(refs.bleu)),
+        sacrebleu_from_stats("chrf++", refs.chrf, refs.chrf, merged["chrf"], chrf_batch(refs.chrf)),
+        mean_stats("cider-d", merged["cider"]),
+        mean_stats("rouge-l", merged["rouge"], scale=100.0),
     ]

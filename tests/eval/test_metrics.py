@@ -149,3 +149,12 @@ def test_batched_bleu_and_chrf_equal_sacrebleu_on_random_summed_statistics():
                          + [rng.multinomial(40, np.ones(len(hyps)) / len(hyps)) @ stats.rows for _ in range(200)])  # fmt: skip
         expected = [stats.finalize(row) for row in sums]
         assert batch(sums) == pytest.approx(expected, abs=1e-9)
+
+
+def test_scoring_in_two_processes_equals_one():
+    hyps, refs = corpus(250, 4)
+    one = reference_metrics(hyps, refs, workers=1)
+    two = reference_metrics(hyps, refs, workers=2)
+    for a, b in zip(one, two, strict=True):
+        assert a.name == b.name and (a.rows == b.rows).all() and a.corpus() == b.corpus()
+    assert two[0].corpus() == pytest.approx(sacrebleu.corpus_bleu(hyps, streams(refs)).score)

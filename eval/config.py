@@ -79,7 +79,7 @@ class EvalConfig(StageConfig):
     workers: int = Field(
         min(2, os.cpu_count() or 1),
         ge=1,
-        description="processes for the bootstrap intervals and paired tests (results do not depend on it)",
+        description="processes for scoring captions, intervals and paired tests (results do not depend on it)",
     )
     charts: bool = Field(True, description="write PNG charts next to the report")
     examples: int = Field(4, ge=0, description="largest per-image wins and losses shown per compared system")

@@ -130,7 +130,7 @@ def paired_comparison(
     estimates = [
         o - b for b, o in zip(point_estimates(base, metrics), point_estimates(other, metrics), strict=True)
     ]
-    if n_clusters < 2:
+    if n_clusters < 2 or n_resamples < 1:
         return [
             PairedResult(m.name, b, o, d, float("nan"), float("nan"), float("nan"))
             for m, b, o, d in zip(

@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
+import resource
 import shutil
 import sys
 import tempfile
@@ -76,6 +78,12 @@ def data(n: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:
     # hypotheses share part of a reference so scores are not all zero
     hyps = [" ".join(r[0].split()[: len(r[0].split()) // 2] + sentence(words, rng).split()[:8]) for r in refs]
     return hyps, refs
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children (the forked workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def timed(function, *args):
@@ -199,14 +207,21 @@ def main() -> int:
         ws_path = build_workspace(root, images, hyps, refs)
         config = EvalConfig.model_validate({"split": "all", "bootstrap": {"resamples": args.resamples}})
         with Workspace.open(ws_path, create=False) as ws:
+            cpu_before = cpu_seconds()
             seconds, (folder, report) = timed(
                 lambda: run_eval(ws, config, predictions=[root / "preds.jsonl"])
             )
+            cpu = cpu_seconds() - cpu_before
         groups = sum(len(report["results"]["base"][k]) for k in report["results"]["base"] if k != "overall")
         print(
             f"whole report: {images} images x 2 systems = {2 * images} captions, {groups} groups + overall, "
             f"{args.resamples} resamples, {len(list((folder / 'charts').iterdir()))} charts: {seconds:.1f} s "
             f"(goal < 60 s; {60 / seconds:.2f}x under the bound)"
+        )
+        print(
+            f"  CPU time (this process + its worker processes): {cpu:.1f} s; load average now "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. On 2 idle cores the wall time lies between "
+            f"{cpu / 2:.1f} s (perfectly parallel) and {cpu:.1f} s (serial)."
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)

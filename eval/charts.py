@@ -57,10 +57,20 @@ def grouped_bars(
         errors = np.nan_to_num(errors)
         bars = ax.bar(x + (i - (len(systems) - 1) / 2) * width, np.nan_to_num(heights), width, label=system,
                       yerr=errors, capsize=3, error_kw={"elinewidth": 1})  # fmt: skip
-        for bar, is_small in zip(bars, small, strict=True):
+        for bar, is_small, height in zip(bars, small, heights, strict=True):
             if is_small:
                 bar.set_hatch("//")
                 bar.set_alpha(0.6)
+            if np.isnan(height):  # undefined (e.g. no expected terms), not zero: say so
+                ax.text(
+                    bar.get_x() + bar.get_width() / 2,
+                    0,
+                    "n/a",
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    rotation=90,
+                )
     ax.set_xticks(x)
     ax.set_xticklabels(groups, fontsize=8)
 
@@ -88,6 +98,7 @@ def per_country_chart(report: dict[str, Any], path: Path) -> str | None:
         grouped_bars(ax, labels, systems, values, small)
         label, unit = _label(report, metric)
         ax.set_ylabel(f"{label}\n({unit})", fontsize=8)
+        ax.set_ylim(0, 105) if "%" in unit else ax.set_ylim(bottom=0)
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].set_title("By country, with 95% intervals (hatched: group too small to trust)")
     axes[0, 0].legend(title="system", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)

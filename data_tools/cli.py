@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "align a VLM with QLoRA SFT/DPO/KTO through TRL, with emissions and a Model Card",
     ),
     "project": ("data_tools.project:main", "set the workspace's Hub owner, dataset name and code URL once"),
+    "eval": (
+        "eval.cli:main",
+        "compare captioning systems: BLEU/chrF++/CIDEr-D/ROUGE-L + cultural metrics per country, with intervals",
+    ),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }

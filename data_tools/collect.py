@@ -159,36 +159,34 @@ class Collector:
     def run(self, sources: Sequence[str], metadata_file: Path | None = None) -> CollectSummary:
         started = time.perf_counter()
         summary = CollectSummary()
-        run_id = self.ws.start_run(
+        with self.ws.run(
             "collect",
             {"sources": list(sources), "metadata_file": metadata_file, "config": self.config.model_dump()},
-        )
-        status = "interrupted"
-        try:
-            with make_client(self.config.download) as client:
-                for spec in sources:
-                    items = list(
-                        iter_source(
-                            spec,
-                            self.config.source,
-                            self.signature,
-                            metadata_file=metadata_file,
-                            client=client,
-                            download_config=self.config.download,
+        ) as run:
+            try:
+                with make_client(self.config.download) as client:
+                    for spec in sources:
+                        items = list(
+                            iter_source(
+                                spec,
+                                self.config.source,
+                                self.signature,
+                                metadata_file=metadata_file,
+                                client=client,
+                                download_config=self.config.download,
+                            )
                         )
-                    )
-                    threads = (
-                        self.config.download.concurrency
-                        if spec.startswith("urls:") or spec.endswith((".csv", ".jsonl", ".ndjson"))
-                        else self.config.workers
-                    )
-                    self._collect_items(items, run_id, summary, threads, label=spec)
-            if self.config.neardup.enabled:
-                self._find_near_duplicates(summary)
-            status = "completed"
-        finally:
-            summary.seconds = time.perf_counter() - started
-            self.ws.finish_run(run_id, status, summary.to_dict())
+                        threads = (
+                            self.config.download.concurrency
+                            if spec.startswith("urls:") or spec.endswith((".csv", ".jsonl", ".ndjson"))
+                            else self.config.workers
+                        )
+                        self._collect_items(items, run.id, summary, threads, label=spec)
+                if self.config.neardup.enabled:
+                    self._find_near_duplicates(summary)
+            finally:
+                summary.seconds = time.perf_counter() - started
+                run.summary = summary.to_dict()
         report = self.ws.exports_dir / "collect_report.json"
         report.write_text(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
         return summary

@@ -135,15 +135,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.pr
                 repo_ids = hub_repo_ids(args.push_to_hub, base, config.formats) if args.push_to_hub else None
             except ValueError as exc:
                 raise UserError(str(exc)) from None
-            run_id = workspace.start_run("prefs", config.model_dump(mode="json"))
-            status, summary = "failed", {}
-            try:
+            with workspace.run("prefs", config.model_dump(mode="json")) as run:
                 try:
                     result = build_prefs(workspace, config)
                 except PrefsError as exc:
                     raise UserError(str(exc)) from None
                 if not any(result.rows.values()):
-                    summary = result.report
+                    run.summary = result.report
                     print_summary(result.report, [], {})
                     raise UserError(
                         f"no rows passed the filters ({result.report['records']['used']} of "
@@ -151,7 +149,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.pr
                         "relax filters (e.g. --set filters.min_agreement=0)"
                     )
                 exports = export_all(workspace, config, result, base_name=base, repo_ids=repo_ids)
-                summary = {**result.report, "exports": {e.fmt: str(e.path) for e in exports}}
+                run.summary = {**result.report, "exports": {e.fmt: str(e.path) for e in exports}}
                 urls: dict[str, str] = {}
                 if token:
                     try:
@@ -161,10 +159,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.pr
                             f"pushing to the Hub failed: {redact(f'{type(exc).__name__}: {exc}')[:300]}; the datasets "
                             f"are saved under {workspace.exports_dir / 'prefs'}"
                         ) from None
-                    summary["pushed"] = urls
-                status = "completed"
-            finally:
-                workspace.finish_run(run_id, status, summary)
+                    run.summary["pushed"] = urls
             print_summary(result.report, exports, urls)
         return 0
 

@@ -154,33 +154,32 @@ def _act(args: argparse.Namespace, config: ReviewConfig, workspace: Workspace, s
     action = args.action
     if action in ("push", "pull"):
         client = connect(config)
-        run_id = workspace.start_run(f"review-{action}", config.model_dump(mode="json"))
-        try:
-            if action == "push":
-                pushed = service.push(client)
-                workspace.finish_run(run_id, "completed", pushed.datasets)
-                for name, counts in pushed.datasets.items():
-                    print(
-                        f"{name}: {counts['logged']} records logged, {counts['unchanged']} unchanged, "
-                        f"{counts['kept_answered']} already answered (left untouched)"
-                    )
-                if pushed.answered_meanwhile:
-                    print(
-                        f"warning: {len(pushed.answered_meanwhile)} records were answered while being updated; "
-                        "check them in Argilla"
-                    )
-            else:
-                pulled = service.pull(client)
-                workspace.finish_run(run_id, "completed", pulled.__dict__)
-                _print_pull(pulled, "pulled")
-        except (UserError, ReviewError):
-            workspace.finish_run(run_id, "failed", {})
-            raise
-        except Exception as exc:  # the server went away or answered nonsense mid-operation
-            workspace.finish_run(run_id, "failed", {"error": redact(_describe(exc))})
-            raise UserError(
-                f"review {action} failed: {redact(_describe(exc))}; the workspace is unchanged"
-            ) from None
+        with workspace.run(f"review-{action}", config.model_dump(mode="json")) as run:
+            try:
+                if action == "push":
+                    pushed = service.push(client)
+                    run.summary = pushed.datasets
+                    for name, counts in pushed.datasets.items():
+                        print(
+                            f"{name}: {counts['logged']} records logged, {counts['unchanged']} unchanged, "
+                            f"{counts['kept_answered']} already answered (left untouched)"
+                        )
+                    if pushed.answered_meanwhile:
+                        print(
+                            f"warning: {len(pushed.answered_meanwhile)} records were answered while being "
+                            "updated; check them in Argilla"
+                        )
+                else:
+                    pulled = service.pull(client)
+                    run.summary = pulled.__dict__
+                    _print_pull(pulled, "pulled")
+            except (UserError, ReviewError):
+                raise
+            except Exception as exc:  # the server went away or answered nonsense mid-operation
+                run.summary = {"error": redact(_describe(exc))}
+                raise UserError(
+                    f"review {action} failed: {redact(_describe(exc))}; the workspace is unchanged"
+                ) from None
         return 0
     if action == "export":
         path = args.file or workspace.exports_dir / "review" / "tasks.jsonl"

@@ -2,7 +2,7 @@
 
 from data_tools.workspace.drafts import CallRecord, DraftRecord
 from data_tools.workspace.reviews import ReviewItem, ReviewResponse
-from data_tools.workspace.store import ImageRow, InputRow, Workspace, WorkspaceError
+from data_tools.workspace.store import ImageRow, InputRow, RunRecord, Workspace, WorkspaceError
 
 __all__ = [
     "CallRecord",
@@ -11,6 +11,7 @@ __all__ = [
     "InputRow",
     "ReviewItem",
     "ReviewResponse",
+    "RunRecord",
     "Workspace",
     "WorkspaceError",
 ]

@@ -185,7 +185,19 @@ def m004_review_content(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE review_items ADD COLUMN content_sha TEXT")
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_drafts, m003_reviews, m004_review_content]
+def m005_run_owner(db: sqlite3.Connection) -> None:
+    """Which process runs a stage, so a run left ``running`` by a dead process reads as interrupted."""
+    db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+
+
+MIGRATIONS: list[Migration] = [
+    m001_initial,
+    m002_drafts,
+    m003_reviews,
+    m004_review_content,
+    m005_run_owner,
+]
 
 
 def _execute_all(db: sqlite3.Connection, script: str) -> None:

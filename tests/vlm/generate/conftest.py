@@ -48,6 +48,14 @@ def gen_ws(_workspace_template: tuple[Path, dict[str, str]], tmp_path: Path) -> 
 
 
 @pytest.fixture(scope="session")
+def qwen_adapter(tiny_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA SFT run on the tiny Qwen2.5-VL (3 steps through `mirada train`), built once per session."""
+    from tests.vlm.generate.gen_helpers import train_adapter
+
+    return train_adapter(tiny_model("qwen2_5_vl"), tmp_path_factory.mktemp("runs") / "qwen-sft")
+
+
+@pytest.fixture(scope="session")
 def loaded_tiny(tiny_model: Callable[[str], Path]) -> Callable[[str], Any]:
     """``loaded_tiny("qwen2_5_vl")`` → the shared loading layer's ``LoadedModel`` for a tiny model, once per family."""
     cache: dict[str, Any] = {}

@@ -247,6 +247,8 @@ class ModelSpec:
     ``chat_template`` names a template in ``vlm/templates/`` for checkpoints that ship none.
     ``prefix_lm`` families attend bidirectionally over the prompt, so SFT batches must come from the
     processor's prefix/suffix API (:mod:`vlm.train.collators`), not from TRL's chat-template collator.
+    ``syncs_image_grids`` families read the processor's image grids from the model config too, so a
+    budget that prunes them must be copied to the model (:func:`sync_model_to_processor`).
     """
 
     name: str
@@ -264,6 +266,7 @@ class ModelSpec:
     extra_special_tokens: tuple[str, ...] = ()
     chat_template: str | None = None
     prefix_lm: bool = False
+    syncs_image_grids: bool = False
     notes: str = ""
 
     @property
@@ -414,6 +417,7 @@ register_model(
     skip_modules=_TOWER_SKIP,
     default_max_image_tokens=2928,
     budget=_budget_llava_next,
+    syncs_image_grids=True,
     notes="anyres tiling: the image-token count depends on the aspect ratio; a budget prunes the largest grids",
 )
 register_model(

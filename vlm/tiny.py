@@ -635,24 +635,17 @@ def build_tiny_vlm(family: str, out_dir: str | Path, *, seed: int = 0) -> Path:
 def load_tiny_vlm(path: str | Path, **processor_kwargs: Any) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Load a model built by :func:`build_tiny_vlm` exactly as a Hub checkpoint would be loaded.
 
-    ``processor_kwargs`` go to ``AutoProcessor.from_pretrained`` (e.g. ``backend="pil"``: the saved
-    ``image_processor_type`` carries no back-end, and transformers picks torchvision when it is
-    importable, as it would for a real checkpoint).
-
-    Raises ``TypeError`` when ``AutoProcessor`` falls back to a bare tokenizer, which it does
-    silently when it cannot resolve the processor class (DESIGN 6.2); TRL would later fail with a
-    misleading "not a vision model" error.
+    Goes through the shared loading layer (:mod:`vlm.models`), so the tiny models exercise the same
+    family lookup, image budget and bare-tokenizer check as real ones. ``processor_kwargs`` go to
+    ``AutoProcessor.from_pretrained`` (e.g. ``backend="pil"``: the saved ``image_processor_type``
+    carries no back-end, and transformers picks torchvision when it is importable, as it would for a
+    real checkpoint). Raises :class:`vlm.models.ModelLoadError` when ``AutoProcessor`` falls back to a
+    bare tokenizer, which it does silently when it cannot resolve the processor class (DESIGN 6.2).
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor, ProcessorMixin
+    from vlm.models import load_model, load_processor
 
-    processor = AutoProcessor.from_pretrained(path, **processor_kwargs)
-    if not isinstance(processor, ProcessorMixin):
-        raise TypeError(
-            f"AutoProcessor loaded a {type(processor).__name__} from {path}, not a multimodal processor; "
-            "check processor_config.json there (processor_class, image_processor)"
-        )
-    model = AutoModelForImageTextToText.from_pretrained(path)
-    return model, processor
+    processor = load_processor(path, processor_kwargs=processor_kwargs)
+    return load_model(path), processor
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.config import ConfigError
+from data_tools.errors import UserError
 from data_tools.logs import setup_logging
-from data_tools.stage_args import UserError
 
 __all__ = ["METHOD_CONFIGS", "main", "parse_args"]
 
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m vlm.train") -
             file=sys.stderr,
         )
         return 130
-    except (ConfigError, UserError) as exc:
+    except UserError as exc:  # ConfigError, ModelLoadError and every other user-fixable error
         if verbose:
             raise
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -35,7 +35,7 @@ class SFTConfig(VisionTrainingDefaults, TRLSFTConfig):
 
     def __post_init__(self) -> None:
         self._resolve_hardware_defaults()
-        # TRL reads a bool; Mirada resolves None once it has seen the data (vlm.train.trainer._resolve_sft_loss).
+        # TRL reads a bool; Mirada resolves None once it has seen the data (vlm.train.preparation).
         if self.assistant_only_loss is None:
             self.assistant_only_loss = False
             self._assistant_only_loss_auto = True

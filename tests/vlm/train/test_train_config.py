@@ -15,7 +15,7 @@ from data_tools.stage_args import UserError
 from vlm.train.cli import METHOD_CONFIGS, _config_class, main, parse_args
 from vlm.train.model_config import MiradaModelConfig
 from vlm.train.script_args import TrainScriptArguments
-from vlm.train.trainer import validate
+from vlm.train.validation import validate
 
 ROOT = Path(__file__).resolve().parents[3]
 PRESETS = sorted((ROOT / "configs" / "train").glob("*.yaml"))

@@ -89,6 +89,7 @@ class HFBackend:
             quantization=config.quantization,
             dtype=config.dtype,
             padding_side="left",
+            max_image_tokens=config.max_image_tokens,
         )
         return cls(loaded, config)
 
@@ -105,11 +106,17 @@ class HFBackend:
             yield model
 
     def caption(self, system: System, items: Sequence[Item], images: Sequence[Image.Image]) -> list[Output]:
+        # each run's own processor: its saved image budget, as in training
+        processor = self.loaded.processor_for(system.name if system.adapter is not None else None)
         with self._as(system) as model:
             return generate_batch(
-                model, self.loaded.processor, self.loaded.spec, [i.instruction for i in items], list(images),
+                model,
+                processor,
+                self.loaded.spec,
+                [i.instruction for i in items],
+                list(images),
                 self.config.decoding,
-            )  # fmt: skip
+            )
 
     def close(self) -> None:
         self.loaded = None

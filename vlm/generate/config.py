@@ -94,6 +94,11 @@ class GenerateConfig(StageConfig):
     quantization: Literal["none", "4bit", "8bit"] = Field(
         "none", description="bitsandbytes quantisation (hf)"
     )
+    max_image_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="image-token cap per image; default: the run's saved budget, else the family's",
+    )
     batch_size: int = Field(8, ge=1, description="images per forward pass (hf); not part of the cache key")
     limit: int | None = Field(None, ge=1, description="caption only the first N images (quick checks)")
     decoding: Decoding = Field(default_factory=Decoding, description="decoding settings")

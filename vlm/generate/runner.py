@@ -37,10 +37,6 @@ EXPORT_COLUMNS = ("image_id", "system", "caption", "language", "country", "secon
 BackendFactory = Callable[[Sequence[System]], Backend]
 
 
-class AdapterError(UserError):
-    """An adapter that cannot be found or is not a LoRA adapter folder."""
-
-
 @dataclass
 class GenerateSummary:
     """What one run did, per system: captions reused from the cache, generated now, failed."""
@@ -80,8 +76,9 @@ def resolve_systems(
 ) -> list[System]:
     """The base (unless excluded) and one system per adapter, each with a unique name.
 
-    An adapter is a local folder with ``adapter_config.json`` or a Hub id (downloaded; it is small).
-    With the openai backend an adapter may also be just the name the server serves it under.
+    An adapter is a local folder with ``adapter_config.json`` or a Hub id (downloaded; it is small),
+    resolved by the shared loading layer. With the openai backend an adapter may also be just the
+    name the server serves it under.
     """
     if len(names) > len(adapters):
         raise UserError(
@@ -90,17 +87,12 @@ def resolve_systems(
     systems = [System(base_name or _default_name(model))] if include_base else []
     for index, source in enumerate(adapters):
         name = names[index] if index < len(names) else _default_name(source)
-        path = Path(source)
-        if path.is_dir():
-            if not (path / "adapter_config.json").is_file():
-                raise AdapterError(
-                    f"adapter {source}: no adapter_config.json there; pass a `mirada train` output folder"
-                )
-            systems.append(System(name, path, source))
-        elif backend == "openai" and not path.exists():
+        if backend == "openai" and not Path(source).exists() and source.count("/") != 1:
             systems.append(System(name, None, source))  # served by the server under this name
         else:
-            systems.append(System(name, _download_adapter(source), source))
+            from vlm.models import resolve_adapter  # a folder, or a Hub id downloaded into the Hub cache
+
+            systems.append(System(name, resolve_adapter(source), source))
     if not systems:
         raise UserError("nothing to caption with: --no-base needs at least one --adapter")
     seen = Counter(s.name for s in systems)
@@ -113,22 +105,6 @@ def resolve_systems(
         if not re.fullmatch(r"[\w.@+-]+", system.name):
             raise UserError(f"system name {system.name!r}: use letters, digits and . _ - + @ only")
     return systems
-
-
-def _download_adapter(source: str) -> Path:
-    if source.count("/") != 1 or source.startswith((".", "/")):
-        raise AdapterError(f"adapter {source}: no such folder")
-    try:
-        from huggingface_hub import snapshot_download
-
-        path = Path(snapshot_download(source))
-    except Exception as exc:
-        raise AdapterError(
-            f"adapter {source}: no such folder, and the Hub has no such repository or cannot be reached ({one_line(exc)[:120]})"
-        ) from None
-    if not (path / "adapter_config.json").is_file():
-        raise AdapterError(f"adapter {source}: the repository holds no adapter_config.json")
-    return path
 
 
 def resolved_dtype(config: GenerateConfig) -> str:
@@ -148,8 +124,8 @@ class _Keys:
     def __init__(
         self, workspace: Workspace, model: str, systems: Sequence[System], config: GenerateConfig
     ) -> None:
-        self.settings = {"backend": config.backend, "dtype": resolved_dtype(config),
-                         "quantization": config.quantization, "decoding": config.decoding.key_fields()}  # fmt: skip
+        self.settings = {"backend": config.backend, "dtype": resolved_dtype(config), "quantization": config.quantization,
+                         "max_image_tokens": config.max_image_tokens, "decoding": config.decoding.key_fields()}  # fmt: skip
         if config.backend == "openai":
             self.model = f"openai:{config.openai.base_url.rstrip('/')}#{config.openai.model or model}"
         else:

@@ -26,9 +26,7 @@ DATASET = "muestra"
 
 @pytest.fixture(scope="session")
 def _workspace_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    sample = write_sample(
-        tmp_path_factory.mktemp("gen-sample") / "sample", size=(96, 72), include_problems=False
-    )
+    sample = write_sample(tmp_path_factory.mktemp("gen-sample") / "sample", include_problems=False)
     root = tmp_path_factory.mktemp("gen-ws") / "ws"
     with Workspace.open(root) as ws:
         Collector(ws, CollectConfig(workers=1)).run([str(sample)])

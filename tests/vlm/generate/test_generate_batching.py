@@ -36,7 +36,8 @@ def test_batched_greedy_equals_one_at_a_time(loaded_tiny, family):
     images = _images()
     batched = generate_batch(model, processor, spec, INSTRUCTIONS, images, GREEDY)
     single = [
-        generate_batch(model, processor, spec, [t], [i], GREEDY)[0] for t, i in zip(INSTRUCTIONS, images)
+        generate_batch(model, processor, spec, [t], [i], GREEDY)[0]
+        for t, i in zip(INSTRUCTIONS, images, strict=True)
     ]
     assert batched == single
     assert all(out.tokens > 0 for out in batched)
@@ -52,7 +53,8 @@ def test_right_padding_would_change_the_captions(loaded_tiny, family, monkeypatc
     model, processor, spec = loaded.model, loaded.processor, loaded.spec
     images = _images()
     single = [
-        generate_batch(model, processor, spec, [t], [i], GREEDY)[0] for t, i in zip(INSTRUCTIONS, images)
+        generate_batch(model, processor, spec, [t], [i], GREEDY)[0]
+        for t, i in zip(INSTRUCTIONS, images, strict=True)
     ]
     tokenizer = processor.tokenizer
     original = type(tokenizer).padding_side

@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from vlm.generate.cli import backend_factory
 from vlm.generate.config import GenerateConfig
 from vlm.generate.runner import generate, resolve_systems
@@ -80,7 +78,7 @@ def test_adapter_captions_differ_from_base_and_a_changed_adapter_is_captioned_ag
 
     model = tiny_model("qwen2_5_vl")
     adapter = shutil.copytree(qwen_adapter, tmp_path / "qwen-sft")
-    summary, calls = run(gen_ws, model, [adapter])
+    _, calls = run(gen_ws, model, [adapter])
     assert calls == {"loads": 1, "images": 8}
     by_system: dict[str, dict[str, str]] = {}
     for row in gen_ws.generations():

@@ -69,6 +69,34 @@ def test_split_and_prompt_come_from_a_prefs_export(gen_ws, tiny_model, tmp_path,
     assert {r["image_id"] for r in captioned} == {images[1].id, images[2].id}  # test split, deduplicated
 
 
+def test_generate_captions_the_test_split_prefs_recorded(workspace, tiny_model, capsys):
+    """prefs -> generate end to end: the captioned images are exactly the export's test split, same prompts."""
+    import datasets
+
+    from data_tools.prefs.cli import main as prefs_main
+    from tests.data_tools.prefs.test_prefs_card import fill
+
+    fill(workspace)
+    assert prefs_main(["--workspace", str(workspace.root), "--format", "sft", "--name", "fotos",
+                       "--set", "splits.test_size=0.3", "--quiet"]) == 0  # fmt: skip
+    recorded = workspace.image_splits("fotos")
+    assert recorded and workspace.image_splits() == recorded
+    export = datasets.load_from_disk(str(workspace.exports_dir / "prefs" / "fotos_image_sft"))
+    assert {r: s for s in export for r in export[s]["image_id"]} == recorded
+    status, _, err = generate_cli(workspace, tiny_model("qwen2_5_vl"), capsys=capsys)
+    assert status == 0, err
+    rows = workspace.generations()
+    assert {r["image_id"] for r in rows} == set(export["test"]["image_id"])
+    prompts = {row["image_id"]: row["messages"][0]["content"] for row in export["test"]}
+    keys_of = {r["image_id"]: r["key"] for r in rows}
+    # the same images through the export folder: same prompts, hence the same cache keys, nothing recomputed
+    status, out, err = generate_cli(workspace, tiny_model("qwen2_5_vl"), "--dataset",
+                                    str(workspace.exports_dir / "prefs" / "fotos_image_sft"), capsys=capsys)  # fmt: skip
+    assert status == 0, err
+    assert {r["image_id"]: r["key"] for r in workspace.generations()} == keys_of
+    assert "generated now" in out and len(prompts) == len(rows)
+
+
 def test_prefs_records_the_split_generate_uses(workspace):
     workspace.record_splits("a", {"img1": "train", "img2": "test"}, None)
     workspace.record_splits("b", {"img1": "test"}, None)

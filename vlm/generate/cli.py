@@ -32,6 +32,7 @@ from data_tools.workspace import Workspace
 from vlm.generate.backends import Backend, System
 from vlm.generate.config import BACKENDS, SPLIT_CHOICES, GenerateConfig
 from vlm.generate.runner import (
+    BackendFactory,
     GenerateSummary,
     export_rows,
     generate,
@@ -83,7 +84,7 @@ def resolve_config(args: argparse.Namespace) -> GenerateConfig:
     return load_config(GenerateConfig, args.config, overrides)
 
 
-def backend_factory(model: str, config: GenerateConfig) -> object:
+def backend_factory(model: str, config: GenerateConfig) -> BackendFactory:
     """A function that builds the chosen backend for these systems (called only when work is pending)."""
 
     def make(systems: Sequence[System]) -> Backend:
@@ -135,7 +136,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m vlm.generate"
                           "systems": {s.name: s.source for s in systems}}  # fmt: skip
             with workspace.run("generate", run_config) as run:
                 summary = generate(workspace, args.model, systems, config, backend_factory(args.model, config),
-                                   run_id=run.id)  # type: ignore[arg-type]  # fmt: skip
+                                   run_id=run.id)  # fmt: skip
                 rows = export_rows(workspace, systems, summary.keys)
                 if config.export:
                     folder = write_dataset(rows, workspace.exports_dir / "generations")

@@ -74,7 +74,7 @@ def _from_export(workspace: Workspace, folder: Path, split: str) -> list[Item]:
         raise SelectionError(f"{folder} has no {split!r} split (it has {', '.join(parts) or 'none'})")
     images = {image.id: image for image in workspace.images(status=None)}
     items: dict[str, Item] = {}
-    for name in [s for s in ("train", "validation", "test", *parts) if s in wanted and s in parts]:
+    for name in sorted(wanted & set(parts)):
         part = parts[name]
         columns = [
             c for c in ("image_id", "language", "country", "prompt", "messages") if c in part.column_names

@@ -80,6 +80,11 @@ def resolve_systems(
     resolved by the shared loading layer. With the openai backend an adapter may also be just the
     name the server serves it under.
     """
+    from vlm.models.family import adapter_base, is_adapter_dir
+
+    if is_adapter_dir(model):  # the base system would silently be the run's base: say what to type instead
+        raise UserError(f"--model {model} is a trained adapter; pass its base as --model and the run as "
+                        f"--adapter: --model {adapter_base(model)} --adapter {model}")  # fmt: skip
     if len(names) > len(adapters):
         raise UserError(
             f"{len(names)} --name values for {len(adapters)} --adapter values; give one name per adapter"

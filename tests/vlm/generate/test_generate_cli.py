@@ -126,6 +126,12 @@ def test_contradictory_decoding_settings_are_refused(gen_ws, tiny_model, capsys)
     assert status == 2 and "not both" in err and "Traceback" not in err
 
 
+def test_a_run_folder_as_model_points_to_its_base(gen_ws, tiny_model, qwen_adapter, capsys):
+    status, _, err = generate_cli(gen_ws, qwen_adapter, capsys=capsys)
+    line = one_line_error(err)
+    assert status == 2 and f"--model {tiny_model('qwen2_5_vl')} --adapter {qwen_adapter}" in line
+
+
 def test_folder_without_adapter_config_is_refused(gen_ws, tiny_model, tmp_path, capsys):
     (tmp_path / "run").mkdir()
     status, _, err = generate_cli(

@@ -22,6 +22,7 @@ import contextlib
 import importlib.util
 import logging
 import random
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,10 +72,11 @@ class HFBackend:
 
     name = "hf"
 
-    def __init__(self, loaded: Any, config: GenerateConfig) -> None:
+    def __init__(self, loaded: Any, config: GenerateConfig, peft_names: dict[str, str] | None = None) -> None:
         self.loaded = loaded  # vlm.models.LoadedModel
         self.config = config
         self.batch_size = config.batch_size
+        self.peft_names = peft_names or {}  # system name -> adapter name inside the PeftModel
         loaded.model.eval()
 
     @classmethod
@@ -82,16 +84,18 @@ class HFBackend:
         from vlm.models import load_for_inference
 
         adapters = [s for s in systems if s.adapter is not None]
+        # PEFT keeps adapters in a ModuleDict, whose keys cannot contain "." ("sft-v1.2" is a fine system name)
+        peft_names = {s.name: f"a{i}_" + re.sub(r"\W", "_", s.name) for i, s in enumerate(adapters)}
         loaded = load_for_inference(
             model,
             adapters=[s.adapter for s in adapters],
-            adapter_names=[s.name for s in adapters] if adapters else None,
+            adapter_names=[peft_names[s.name] for s in adapters] if adapters else None,
             quantization=config.quantization,
             dtype=config.dtype,
             padding_side="left",
             max_image_tokens=config.max_image_tokens,
         )
-        return cls(loaded, config)
+        return cls(loaded, config, peft_names)
 
     @contextlib.contextmanager
     def _as(self, system: System) -> Iterator[Any]:
@@ -102,12 +106,14 @@ class HFBackend:
             with model.disable_adapter():
                 yield model
         else:
-            model.set_adapter(system.name)
+            model.set_adapter(self.peft_names.get(system.name, system.name))
             yield model
 
     def caption(self, system: System, items: Sequence[Item], images: Sequence[Image.Image]) -> list[Output]:
         # each run's own processor: its saved image budget, as in training
-        processor = self.loaded.processor_for(system.name if system.adapter is not None else None)
+        processor = self.loaded.processor_for(
+            self.peft_names.get(system.name, system.name) if system.adapter is not None else None
+        )
         with self._as(system) as model:
             return generate_batch(
                 model,

@@ -188,8 +188,8 @@ def generate(
     workspace.add_generations(reused, run_id)  # re-stamped as the latest caption of each (image, system)
     todo = sum(len(v) for v in pending.values())
     if todo:
-        if backend is None:
-            backend = make_backend(systems)
+        if backend is None:  # only the adapters with work to do are loaded
+            backend = make_backend([s for s in systems if s.name in pending])
             summary.model_loaded = True
         try:
             _generate_pending(workspace, backend, systems, pending, summary, model, keys, run_id, todo)

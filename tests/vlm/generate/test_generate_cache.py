@@ -112,7 +112,7 @@ def test_kill_9_mid_run_then_rerun_captions_only_the_rest(gen_ws, tiny_model):
     model = tiny_model("qwen2_5_vl")
     db = gen_ws.root / "mirada.db"
     argv = [sys.executable, "-m", "vlm.generate", "-w", str(gen_ws.root), "--model", str(model), "--split", "all",
-            "--batch-size", "1", "--set", "decoding.max_new_tokens=48", "--quiet"]  # fmt: skip
+            "--batch-size", "1", "--set", "decoding.max_new_tokens=16", "--quiet"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     done_before = 0
@@ -129,7 +129,7 @@ def test_kill_9_mid_run_then_rerun_captions_only_the_rest(gen_ws, tiny_model):
     with sqlite3.connect(db) as conn:
         done_before = conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
     assert 2 <= done_before < 11
-    summary, calls = run(gen_ws, model, split="all", decoding={"max_new_tokens": 48}, batch_size=4)
+    summary, calls = run(gen_ws, model, split="all", decoding={"max_new_tokens": 16}, batch_size=4)
     assert calls["images"] == 11 - done_before
     assert summary.systems["qwen2_5_vl"]["cached"] == done_before
     assert len(gen_ws.generations()) == 11

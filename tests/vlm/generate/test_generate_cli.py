@@ -40,15 +40,15 @@ def test_base_and_adapter_in_one_command_with_exports(gen_ws, tiny_model, qwen_a
 
     out = tmp_path / "preds.jsonl"
     status, _, err = generate_cli(gen_ws, tiny_model("qwen2_5_vl"), "--adapter", str(qwen_adapter),
-                                       "--name", "sft", "--base-name", "base", "--out", str(out), capsys=capsys)  # fmt: skip
+                                       "--name", "sft-v1.0", "--base-name", "base", "--out", str(out), capsys=capsys)  # fmt: skip
     assert status == 0, err
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 8 and {r["system"] for r in rows} == {"base", "sft"}
+    assert len(rows) == 8 and {r["system"] for r in rows} == {"base", "sft-v1.0"}
     assert set(rows[0]) == {"image_id", "system", "caption", "language", "country", "seconds", "tokens"}
     exported = datasets.load_from_disk(str(gen_ws.exports_dir / "generations"))
     assert sorted(exported["system"]) == sorted(r["system"] for r in rows)
     runs = gen_ws.runs("generate")
-    assert runs[-1]["status"] == "completed" and runs[-1]["summary"]["systems"]["sft"]["generated"] == 4
+    assert runs[-1]["status"] == "completed" and runs[-1]["summary"]["systems"]["sft-v1.0"]["generated"] == 4
 
 
 def test_split_and_prompt_come_from_a_prefs_export(gen_ws, tiny_model, tmp_path, capsys):

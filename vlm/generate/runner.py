@@ -166,34 +166,36 @@ def generate(
     started = time.perf_counter()
     keys = _Keys(workspace, model, systems, config)
     backend: Backend | None = None
-    if (
-        keys.model is None
-    ):  # a Hub model not in the local cache yet: loading downloads it, then it has a commit
-        backend = make_backend(systems)
-        summary.model_loaded = True
-        keys.model = fingerprint(model, workspace) or f"name:{model}"
-    pending: dict[str, list[tuple[Item, str]]] = {}
-    all_keys = {(s.name, item.image_id): keys.key(s, item) for s in systems for item in items}
-    cached = workspace.cached_generations(all_keys.values())
-    reused: list[Generation] = []
-    for system in systems:
-        for item in items:
-            key = all_keys[(system.name, item.image_id)]
-            hit = cached.get(key)
-            if hit is None:
-                pending.setdefault(system.name, []).append((item, key))
-                continue
-            summary.systems[system.name]["cached"] += 1
-            reused.append(_row(system, item, key, hit["caption"], hit["seconds"], hit["tokens"], model, keys))
-    workspace.add_generations(reused, run_id)  # re-stamped as the latest caption of each (image, system)
-    todo = sum(len(v) for v in pending.values())
-    if todo:
-        if backend is None:  # only the adapters with work to do are loaded
-            backend = make_backend([s for s in systems if s.name in pending])
+    try:
+        if keys.model is None:
+            # a Hub model not in the local cache yet: loading downloads it, and then it has a commit
+            backend = make_backend(systems)
             summary.model_loaded = True
-        try:
+            keys.model = fingerprint(model, workspace) or f"name:{model}"
+        all_keys = {(s.name, item.image_id): keys.key(s, item) for s in systems for item in items}
+        cached = workspace.cached_generations(all_keys.values())
+        pending: dict[str, list[tuple[Item, str]]] = {}
+        reused: list[Generation] = []
+        for system in systems:
+            for item in items:
+                key = all_keys[(system.name, item.image_id)]
+                hit = cached.get(key)
+                if hit is None:
+                    pending.setdefault(system.name, []).append((item, key))
+                    continue
+                summary.systems[system.name]["cached"] += 1
+                reused.append(
+                    _row(system, item, key, hit["caption"], hit["seconds"], hit["tokens"], model, keys)
+                )
+        workspace.add_generations(reused, run_id)  # re-stamped as the latest caption of each (image, system)
+        todo = sum(len(v) for v in pending.values())
+        if todo:
+            if backend is None:  # only the adapters with work to do are loaded
+                backend = make_backend([s for s in systems if s.name in pending])
+                summary.model_loaded = True
             _generate_pending(workspace, backend, systems, pending, summary, model, keys, run_id, todo)
-        finally:
+    finally:
+        if backend is not None:
             backend.close()
     summary.seconds = time.perf_counter() - started
     summary.keys = set(all_keys.values())

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vlm.generate.cli:main",
         "caption the test split with a base model and its adapters (batched, cached) for eval and demo",
     ),
+    "project": ("data_tools.project:main", "set the workspace's Hub owner, dataset name and code URL once"),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }

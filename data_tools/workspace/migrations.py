@@ -242,6 +242,11 @@ def m008_generations(db: sqlite3.Connection) -> None:
     )
 
 
+def m009_project(db: sqlite3.Connection) -> None:
+    """Project settings set once per workspace (Hub owner, dataset name, code URL) for every card."""
+    db.execute("CREATE TABLE project (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)")
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_drafts,
@@ -249,6 +254,7 @@ MIGRATIONS: list[Migration] = [
     m004_review_content,
     m005_run_owner,
     m008_generations,
+    m009_project,
 ]
 
 

@@ -64,11 +64,17 @@ def test_second_run_loads_no_model_and_runs_no_forward_pass(gen_ws, tiny_model):
     assert all(r["language"] and r["country"] and r["tokens"] > 0 and r["seconds"] > 0 for r in rows)
 
 
-def test_decoding_settings_are_part_of_the_key(gen_ws, tiny_model):
+def test_decoding_settings_and_precision_are_part_of_the_key(gen_ws, tiny_model):
     model = tiny_model("qwen2_5_vl")
     run(gen_ws, model)
     _, calls = run(gen_ws, model, decoding={"max_new_tokens": 8, "num_beams": 2})
     assert calls["images"] == 4
+    _, calls = run(gen_ws, model, dtype="bfloat16")
+    assert calls["images"] == 4
+    assert {r["settings"]["dtype"] for r in gen_ws.generations()} == {"bfloat16"}
+    _, calls = run(gen_ws, model)  # back to float32 greedy: everything is still cached
+    assert calls == {"loads": 0, "images": 0}
+    assert {r["settings"]["dtype"] for r in gen_ws.generations()} == {"float32"}
 
 
 def test_adapter_captions_differ_from_base_and_a_changed_adapter_is_captioned_again(

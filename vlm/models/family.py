@@ -20,6 +20,7 @@ __all__ = [
     "image_token_id",
     "is_adapter_dir",
     "is_hub_id",
+    "missing_local_path",
     "read_config",
     "resolve_spec",
 ]
@@ -30,9 +31,21 @@ RUN_CONFIG = "mirada_train_config.json"
 
 
 def is_hub_id(name: str | Path) -> bool:
-    """Whether ``name`` names a Hub repository rather than a local folder."""
+    """Whether ``name`` names a Hub repository (``name`` or ``owner/name``) rather than a local folder."""
     text = str(name)
-    return not Path(text).expanduser().exists() and not text.startswith((".", "/", "~"))
+    if Path(text).expanduser().exists() or text.startswith((".", "/", "~")):
+        return False
+    return text.count("/") <= 1
+
+
+def missing_local_path(name: str | Path) -> str | None:
+    """A one-line reason when ``name`` is a local path that does not exist (``None`` otherwise)."""
+    if is_hub_id(name) or Path(name).expanduser().exists():
+        return None
+    relative = (
+        "" if Path(name).expanduser().is_absolute() else f" (relative paths are read from {Path.cwd()})"
+    )
+    return f"{name} does not exist{relative}"
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -59,6 +72,9 @@ def read_config(
     from transformers import AutoConfig
 
     source = adapter_base(model) if is_adapter_dir(model) else str(model)
+    missing = missing_local_path(source)
+    if missing:
+        raise ModelLoadError(f"cannot read the model config: {missing}")
     try:
         return AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:

@@ -265,6 +265,15 @@ def load_for_inference(
             processors[name], worst[name] = base_processor, base_worst
     primary = names[0] if names else None
     processor = processors[primary]
+    if spec.syncs_image_grids:  # one model config serves every system: their grids must agree
+        grids = {name: image_settings(p).get("image_grid_pinpoints") for name, p in processors.items()}
+        clash = [name for name in names if grids[name] != grids[primary]]
+        if clash:
+            raise ModelLoadError(
+                f"adapters {primary} and {clash[0]} were trained with different image grids "
+                "(image_grid_pinpoints); load them in separate calls"
+            )
+        processors[None] = processor  # the model's grids follow the runs'; the base must use them too
 
     loaded = load_model(
         base_id,
@@ -277,16 +286,6 @@ def load_for_inference(
         trust_remote_code=trust_remote_code,
     )
     synced = sync_model_to_processor(loaded, processor)
-    if synced:
-        grids = {name: image_settings(p).get("image_grid_pinpoints") for name, p in processors.items()}
-        wanted = grids[primary]
-        clash = [n for n in names if grids[n] != wanted]
-        if clash:
-            raise ModelLoadError(
-                f"adapters {primary} and {clash[0]} were trained with different image grids "
-                "(image_grid_pinpoints); load them in separate calls"
-            )
-        processors[None] = processor  # the model's grids now follow the runs'; the base must use them too
     if dirs:
         loaded = _attach_adapters(loaded, names, dirs, base_id)
     settings: dict[str, Any] = {

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from trl import KTOConfig as TRLKTOConfig
 
-from vlm.train._defaults import VisionTrainingDefaults
+from vlm.train.vision_defaults import VisionTrainingDefaults
 
 
 @dataclass

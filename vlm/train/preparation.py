@@ -93,7 +93,7 @@ def prepare_data(
     if method == "sft" and collator is not None:
         args.assistant_only_loss = False  # the family's collator builds the labels itself
     elif method == "sft":
-        _resolve_sft_loss(args, prepared[script.dataset_train_split], processor)
+        resolve_sft_loss(args, prepared[script.dataset_train_split], processor)
     train = prepared[script.dataset_train_split]
     if method == "kto" and len(train) < args.per_device_train_batch_size:
         raise UserError(
@@ -102,9 +102,9 @@ def prepare_data(
     return train, prepared.get(script.dataset_test_split) if want_eval else None, summary
 
 
-def _resolve_sft_loss(args: TrainingArguments, dataset: Dataset, processor: ProcessorMixin) -> None:
+def resolve_sft_loss(args: TrainingArguments, dataset: Dataset, processor: ProcessorMixin) -> None:
     """``assistant_only_loss=None`` → on for ``messages`` data when TRL can mark the template's assistant turns."""
-    if not getattr(args, "_assistant_only_loss_auto", False):
+    if not getattr(args, "assistant_only_loss_auto", False):
         return
     if "messages" not in dataset.column_names:
         args.assistant_only_loss = False

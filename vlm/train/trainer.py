@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from transformers import TrainerCallback, TrainingArguments
 
@@ -39,14 +40,35 @@ from vlm.train.outputs import (
 )
 from vlm.train.preparation import prepare_data, sft_collator
 from vlm.train.script_args import TrainScriptArguments
-from vlm.train.validation import HF_TOKEN_ENV, check_process_group, iso3, resume_checkpoint, validate
+from vlm.train.validation import (
+    HF_TOKEN_ENV,
+    check_process_group,
+    clear_output_dir,
+    iso3,
+    resume_checkpoint,
+    validate,
+)
 
 log = logging.getLogger("vlm.train")
 
-__all__ = ["TRAINERS", "run_training"]
+__all__ = ["TRAINERS", "run_training", "without_trl_card"]
 
 TRAINERS: dict[str, str] = {"sft": "SFTTrainer", "dpo": "DPOTrainer", "kto": "KTOTrainer"}
 """Method → TRL trainer class name (imported lazily from ``trl``)."""
+
+
+def without_trl_card(trainer_cls: type) -> type:
+    """``trainer_cls`` without TRL's generic README on every checkpoint.
+
+    TRL writes a template card ("fine-tuned version of [None]" for a local base) into output_dir at
+    each checkpoint save; a run killed before Mirada writes its own card left it behind, and a
+    resumed run overwrote Mirada's card with it. The Model Card is Mirada's (:mod:`vlm.train.card`).
+    """
+
+    def create_model_card(self: Any, *args: Any, **kwargs: Any) -> None:
+        log.debug("TRL's template model card skipped; Mirada writes the Model Card")
+
+    return type(f"Mirada{trainer_cls.__name__}", (trainer_cls,), {"create_model_card": create_model_card})
 
 
 def run_training(
@@ -76,6 +98,9 @@ def run_training(
     register_secret(token)
     push, args.push_to_hub = args.push_to_hub, False  # Mirada pushes itself, adapter and card together
     resume_from = resume_checkpoint(script, args)
+    if state.is_main_process:
+        clear_output_dir(script, args)
+    state.wait_for_everyone()
     output_dir = Path(args.output_dir)
     set_seed(args.seed)
 
@@ -123,7 +148,7 @@ def run_training(
     all_callbacks: list[TrainerCallback] = [CpuRepackGuard(), FrozenVisionInputs(spec)]
     all_callbacks += [emissions] if emissions else []
     all_callbacks += list(callbacks)
-    trainer_cls = getattr(trl, TRAINERS[script.method])
+    trainer_cls = without_trl_card(getattr(trl, TRAINERS[script.method]))
     trainer = trainer_cls(
         model=model,
         args=args,

@@ -8,15 +8,17 @@ zero KL estimate). Reading only small files here means a typo costs a second, no
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from data_tools.config import ConfigError
 from data_tools.stage_args import UserError
 from vlm.models import ModelLoadError
 from vlm.models import resolve_spec as resolve_family
+from vlm.models.family import missing_local_path
 from vlm.registry import ModelSpec
 from vlm.train.model_config import MiradaModelConfig
 from vlm.train.script_args import TrainScriptArguments
@@ -26,7 +28,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vlm.train")
 
-__all__ = ["HF_TOKEN_ENV", "check_process_group", "iso3", "resolve_spec", "resume_checkpoint", "validate"]
+__all__ = [
+    "HF_TOKEN_ENV",
+    "check_process_group",
+    "clear_output_dir",
+    "finished_run",
+    "iso3",
+    "resolve_spec",
+    "resume_checkpoint",
+    "validate",
+]
 
 HF_TOKEN_ENV = "HF_TOKEN"
 
@@ -76,6 +87,14 @@ def validate(
         problems.append("dataset_name is required: a `mirada prefs` export folder or a Hub dataset id")
     if not model_args.model_name_or_path:
         problems.append("model_name_or_path is required")
+    elif missing := missing_local_path(model_args.model_name_or_path):
+        name = str(model_args.model_name_or_path)
+        hint = (
+            f"; build the tiny offline model first: python -m vlm.tiny {model_args.family or 'FAMILY'} {name}"
+            if "tiny" in Path(name).name
+            else ""
+        )
+        problems.append(f"model_name_or_path {missing}{hint}")
     if (model_args.load_in_4bit or model_args.load_in_8bit) and not model_args.use_peft:
         problems.append(
             "4-bit/8-bit needs LoRA: set use_peft=true, or load_in_4bit=false for full fine-tuning"
@@ -115,6 +134,16 @@ def validate(
             )
     if script.max_tokens is not None and script.max_tokens <= 0:
         problems.append("max_tokens must be positive (or null to keep every row)")
+    if args.max_steps == 0 or args.max_steps < -1:
+        problems.append(
+            f"max_steps={args.max_steps}: it must be at least 1 (or -1 to train num_train_epochs)"
+        )
+    if args.output_dir and Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+        problems.append(f"output_dir {args.output_dir} is a file; choose a folder")
+    if script.resume and script.overwrite:
+        problems.append("resume and overwrite exclude each other: continue the run, or replace it")
+    if len(problems) == 1:
+        raise ConfigError(f"cannot train with these settings: {problems[0]}")
     if problems:
         raise ConfigError("cannot train with these settings:\n  - " + "\n  - ".join(problems))
 
@@ -145,8 +174,33 @@ def validate(
     return spec
 
 
+RUN_MARKERS = ("mirada_train_config.json", "trainer_state.json")
+"""Files every finished ``mirada train`` run leaves in its output_dir (the resolved config, TRL's state)."""
+
+
+def finished_run(output_dir: str | Path) -> dict[str, Any] | None:
+    """What a finished run in ``output_dir`` recorded (``global_step``, ``max_steps``, ``method``), or ``None``."""
+    output = Path(output_dir)
+    if not all((output / name).is_file() for name in RUN_MARKERS):
+        return None
+    try:
+        state = json.loads((output / "trainer_state.json").read_text(encoding="utf-8"))
+        config = json.loads((output / "mirada_train_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {
+        "global_step": int(state.get("global_step") or 0),
+        "max_steps": int(state.get("max_steps") or 0),
+        "method": config.get("script", {}).get("method", "?"),
+    }
+
+
 def resume_checkpoint(script: TrainScriptArguments, args: TrainingArguments) -> str | None:
-    """Which checkpoint to resume from; refuses to silently overwrite an earlier run's checkpoints."""
+    """Which checkpoint to resume from; refuses to silently overwrite or extend a run by accident.
+
+    A finished run is replaced only with ``--overwrite`` (the caller deletes it); ``--resume`` on a
+    finished run with no steps left says so instead of training past ``max_steps``.
+    """
     from transformers.trainer_utils import get_last_checkpoint
 
     if args.resume_from_checkpoint:
@@ -156,7 +210,28 @@ def resume_checkpoint(script: TrainScriptArguments, args: TrainingArguments) -> 
             )
         return str(args.resume_from_checkpoint)
     output = Path(args.output_dir)
+    if script.overwrite:
+        return None
     last = get_last_checkpoint(str(output)) if output.is_dir() else None
+    done = finished_run(output)
+    if done and not script.resume:
+        raise UserError(
+            f"{output} holds a finished run ({done['method'].upper()}, {done['global_step']} steps); pass --overwrite "
+            "to replace it, --resume with a higher max_steps to continue it, or choose another output_dir"
+        )
+    target = (
+        args.max_steps if args.max_steps > 0 else done["max_steps"] if done else 0
+    )  # -1: the epochs' steps
+    if done and target and done["global_step"] >= target:
+        raise UserError(
+            f"{output} is already finished: {done['global_step']} of max_steps={target} steps trained; "
+            "raise max_steps to train further, or pass --overwrite to start again"
+        )
+    if done and last is None:
+        raise UserError(
+            f"{output} holds a finished run with no checkpoint to continue from (save_strategy was 'no'); "
+            "pass --overwrite to start again, or choose another output_dir"
+        )
     if script.resume:
         if last is None:
             log.warning("--resume: no checkpoint in %s yet; starting from step 0", output)
@@ -166,9 +241,24 @@ def resume_checkpoint(script: TrainScriptArguments, args: TrainingArguments) -> 
     if last is not None:
         raise UserError(
             f"{output} already holds checkpoints (newest: {Path(last).name}); pass --resume to continue that run, "
-            "or choose another output_dir"
+            "--overwrite to replace it, or choose another output_dir"
         )
     return None
+
+
+def clear_output_dir(script: TrainScriptArguments, args: TrainingArguments) -> bool:
+    """With ``--overwrite``, delete the run in output_dir (only a folder a run wrote: markers or checkpoints)."""
+    import shutil
+
+    output = Path(args.output_dir)
+    if not (script.overwrite and output.is_dir()):
+        return False
+    is_run = any((output / name).is_file() for name in (*RUN_MARKERS, "adapter_config.json"))
+    if not is_run and not any(output.glob("checkpoint-*")):
+        return False
+    log.info("--overwrite: removing the previous run in %s", output)
+    shutil.rmtree(output)
+    return True
 
 
 def check_process_group(num_processes: int) -> None:

@@ -8,6 +8,8 @@ give the base's logits), and each wrong input must be one ``ModelLoadError`` lin
 
 from __future__ import annotations
 
+import json
+import shutil
 from typing import Any
 
 import pytest
@@ -185,3 +187,48 @@ def test_processor_applies_the_image_budget_and_padding_side(tiny_model):
 def test_unreadable_model_is_one_line(tmp_path):
     with pytest.raises(ModelLoadError, match="cannot"):
         load_model(tmp_path / "missing-model")
+
+
+def test_llava_next_runs_restore_their_grids_and_clashing_grids_are_refused(tiny_model, tmp_path):
+    """A run trained with a lowered budget prunes LLaVA-NeXT's anyres grids; loading restores them on the
+    processor and on the model config (for the base too), and two runs with different grids are refused."""
+    from vlm.train.cli import parse_args
+    from vlm.train.trainer import run_training
+
+    base = tiny_model("llava_next")
+    data = write_dataset("sft", tmp_path / "data")
+    script, args, model_args = parse_args(
+        [
+            "method=sft",
+            f"model_name_or_path={base}",
+            f"dataset_name={data}",
+            f"output_dir={tmp_path / 'pruned'}",
+            *FAST,
+            "load_in_4bit=false",
+            "eval_strategy=no",
+            "eval_on_start=false",
+            "max_image_tokens=40",
+        ]
+    )
+    run = run_training(script, args, model_args).output_dir
+    full = load_processor(base).image_processor.image_grid_pinpoints
+    loaded = load_for_inference(run, dtype="float32")
+    pruned = loaded.processor.image_processor.image_grid_pinpoints
+    assert len(pruned) < len(full)
+    assert loaded.model.config.image_grid_pinpoints == pruned
+    assert (
+        loaded.processor_for(None).image_processor.image_grid_pinpoints == pruned
+    )  # the base follows the model
+    with torch.no_grad():
+        loaded.model(**_inputs(loaded.processor))  # features and placeholders agree
+
+    other = tmp_path / "full-grids"
+    shutil.copytree(run, other)
+    config = json.loads((other / "mirada_train_config.json").read_text())
+    config["model"]["max_image_tokens"] = None
+    (other / "mirada_train_config.json").write_text(json.dumps(config))
+    load_processor(base).save_pretrained(
+        other
+    )  # the unpruned processor, as a run at the default budget saves
+    with pytest.raises(ModelLoadError, match=r"different image grids"):
+        load_for_inference(base, adapters=[run, other])

@@ -153,7 +153,6 @@ def test_adapter_reloads_and_generates(run, tiny_model):
 
 def test_merged_model_reproduces_the_adapter_models_logits(run):
     import torch
-    from transformers import AutoModelForImageTextToText
 
     from tests.helpers import draw_image
     from vlm.models import load_for_inference
@@ -161,7 +160,7 @@ def test_merged_model_reproduces_the_adapter_models_logits(run):
     out, _ = run
     loaded = load_for_inference(out, dtype="float32")
     adapted, processor = loaded.model, loaded.processor
-    merged = AutoModelForImageTextToText.from_pretrained(out / "merged", dtype=torch.float32).eval()
+    merged = load_for_inference(out / "merged", dtype="float32").model  # a merged run loads as a base
     messages = [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe la imagen."}]}
     ]

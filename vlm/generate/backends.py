@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from data_tools.errors import UserError
-from vlm.generate.config import GenerateConfig
+from vlm.generate.config import GenerateConfig, device_dtype
 from vlm.generate.hf import Output, generate_batch, prompt_text
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class HFBackend:
             adapters=[s.adapter for s in adapters],
             adapter_names=[peft_names[s.name] for s in adapters] if adapters else None,
             quantization=config.quantization,
-            dtype=config.dtype,
+            dtype=device_dtype(config.dtype),
             padding_side="left",
             max_image_tokens=config.max_image_tokens,
         )

@@ -19,6 +19,19 @@ BACKENDS = ("hf", "vllm", "openai")
 SPLIT_CHOICES = ("test", "validation", "train", "all")
 
 
+def device_dtype(dtype: str) -> str:
+    """``auto`` made concrete for this machine: bfloat16 on a CUDA GPU, float32 on CPU (else unchanged).
+
+    The loader's own ``auto`` means "the checkpoint's dtype" (bf16 for the real 7B checkpoints, also on
+    a CPU); generation resolves it here so that what runs and what the cache key records agree.
+    """
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() else "float32"
+
+
 class Decoding(StageConfig):
     """How tokens are chosen. Greedy by default: captions for evaluation should be reproducible."""
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from data_tools.draft.backends import BackendError, ChatRequest, ChatResponse
 from data_tools.errors import one_line
-from vlm.generate.config import Decoding
+from vlm.generate.config import Decoding, device_dtype
 from vlm.generate.hf import generate_batch
 
 log = logging.getLogger("vlm.generate")
@@ -71,7 +71,7 @@ class LocalCaptioner:
                     loaded = load_for_inference(
                         self.model_name, adapters=[self.adapter] if self.adapter else (),
                         adapter_names=["draft"] if self.adapter else None, quantization=self.quantization,
-                        dtype=self.dtype, padding_side="left",
+                        dtype=device_dtype(self.dtype), padding_side="left",
                     )  # fmt: skip
                     if self.device not in ("auto", str(loaded.model.device)) and self.quantization == "none":
                         loaded.model.to(self.device)

@@ -28,7 +28,7 @@ from data_tools.errors import UserError, one_line
 from data_tools.logs import progress_bar
 from data_tools.workspace import Generation, Workspace
 from vlm.generate.backends import Backend, System
-from vlm.generate.config import GenerateConfig
+from vlm.generate.config import GenerateConfig, device_dtype
 from vlm.generate.items import Item, select_items
 from vlm.generate.keys import caption_key, fingerprint
 
@@ -116,11 +116,9 @@ def resolved_dtype(config: GenerateConfig) -> str:
     """The dtype a run really uses (``auto`` is bfloat16 on a GPU, float32 on CPU), for the cache key."""
     if config.backend == "openai":
         return "server"
-    if config.dtype != "auto" or config.backend == "vllm":
+    if config.backend == "vllm":
         return config.dtype
-    import torch
-
-    return "bfloat16" if torch.cuda.is_available() else "float32"
+    return device_dtype(config.dtype)
 
 
 class _Keys:

@@ -75,9 +75,8 @@ class LocalCaptioner:
                     )  # fmt: skip
                     if self.device not in ("auto", str(loaded.model.device)) and self.quantization == "none":
                         loaded.model.to(self.device)
-                except (
-                    Exception
-                ) as exc:  # missing folder, not a VLM, wrong base: every request gets the reason
+                except Exception as exc:
+                    # missing folder, not a VLM, wrong base: every request gets the same one-line reason
                     self._load_error = BackendError(
                         "client_error", f"cannot load local model {self.model_name}: {one_line(exc)[:300]}"
                     )

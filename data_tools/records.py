@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from data_tools.errors import UserError
+
 METADATA_FIELDS = (
     "country",
     "language",
@@ -51,7 +53,7 @@ _CC_PATTERN = re.compile(
 )
 
 
-class MetadataError(ValueError):
+class MetadataError(UserError, ValueError):
     """Invalid metadata for one record; ``field`` and ``value`` say what to fix."""
 
     def __init__(self, field_name: str, value: object, reason: str) -> None:

@@ -7,7 +7,7 @@ EXTRAS ?= all,dev
 DEMO_DIR ?= demo
 STAMP := $(VENV)/.mirada-installed
 
-.PHONY: demo test lint bench setup clean argilla
+.PHONY: demo test lint bench setup clean argilla chromium
 
 setup: $(STAMP)
 
@@ -36,7 +36,14 @@ demo: $(STAMP)
 	$(BIN)/mirada status --workspace $(DEMO_DIR)/workspace
 	$(BIN)/mirada export --workspace $(DEMO_DIR)/workspace
 
-test: $(STAMP)
+# The browser tests drive Debian's chromium through playwright (never `playwright install`).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x $(CHROMIUM) || { echo "installing Debian chromium for the browser tests"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

@@ -31,6 +31,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vlm.train.cli:main",
         "align a VLM with QLoRA SFT/DPO/KTO through TRL, with emissions and a Model Card",
     ),
+    "generate": (
+        "vlm.generate.cli:main",
+        "caption the test split with a base model and its adapters (batched, cached) for eval and demo",
+    ),
+    "project": ("data_tools.project:main", "set the workspace's Hub owner, dataset name and code URL once"),
+    "eval": (
+        "eval.cli:main",
+        "compare captioning systems: BLEU/chrF++/CIDEr-D/ROUGE-L + cultural metrics per country, with intervals",
+    ),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }

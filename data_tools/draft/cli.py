@@ -50,7 +50,9 @@ def make_backend(config: DraftConfig) -> Backend:
         return OpenAIBackend(
             httpx.AsyncClient(limits=limits), config.openai.model, config.openai.base_url, key
         )
-    return LocalBackend(config.local.model, device=config.local.device, dtype=config.local.dtype)
+    local = config.local
+    return LocalBackend(local.model, device=local.device, dtype=local.dtype, adapter=local.adapter,
+                        quantization=local.quantization, batch_size=local.batch_size)  # fmt: skip
 
 
 async def _run(runner: DraftRunner, jobs: list[Any], run_id: int) -> DraftSummary:
@@ -176,17 +178,16 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.dr
                 )
                 return 0
             runner.backend = make_backend(config)
-            run_id = workspace.start_run("draft", config.model_dump(mode="json"))
-            status = "interrupted"
             summary = DraftSummary()
-            try:
-                summary = asyncio.run(_run(runner, jobs, run_id))
-                status = "budget_reached" if summary.stopped_by_budget else "completed"
-            except AuthError as exc:
-                status = "auth_error"
-                raise UserError(str(exc)) from None
-            finally:
-                workspace.finish_run(run_id, status, summary.to_dict())
+            with workspace.run("draft", config.model_dump(mode="json")) as run:
+                try:
+                    summary = asyncio.run(_run(runner, jobs, run.id))
+                    run.status = "budget_reached" if summary.stopped_by_budget else None
+                except AuthError as exc:
+                    run.status = "auth_error"
+                    raise UserError(str(exc)) from None
+                finally:
+                    run.summary = summary.to_dict()
             print_summary(summary, workspace, config.budget_usd)
         return 0
 

@@ -185,7 +185,106 @@ def m004_review_content(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE review_items ADD COLUMN content_sha TEXT")
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_drafts, m003_reviews, m004_review_content]
+def m005_run_owner(db: sqlite3.Connection) -> None:
+    """Which process runs a stage, so a run left ``running`` by a dead process reads as interrupted."""
+    db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+
+
+def m008_generations(db: sqlite3.Connection) -> None:
+    """Split assignments recorded by prefs, generated captions per system, and memoised file hashes.
+
+    ``generations`` holds one row per (system, cache key); ``seq`` grows each time a row is produced
+    or re-confirmed, so "the latest caption of an image by a system" is the row with the largest
+    ``seq`` even after a system switched back to an adapter it had used before.
+    """
+    _execute_all(
+        db,
+        """
+        CREATE TABLE split_sets (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            dataset TEXT NOT NULL,
+            run_id INTEGER REFERENCES runs(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE split_items (
+            set_id INTEGER NOT NULL REFERENCES split_sets(id),
+            image_id TEXT NOT NULL,
+            split TEXT NOT NULL,
+            PRIMARY KEY (set_id, image_id)
+        );
+        CREATE TABLE generations (
+            system TEXT NOT NULL,
+            key TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            image_id TEXT NOT NULL,
+            caption TEXT NOT NULL,
+            language TEXT,
+            country TEXT,
+            seconds REAL,
+            tokens INTEGER,
+            model TEXT NOT NULL,
+            adapter TEXT,
+            settings_json TEXT NOT NULL,
+            run_id INTEGER REFERENCES runs(id),
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (system, key)
+        );
+        CREATE INDEX generations_key ON generations(key);
+        CREATE INDEX generations_latest ON generations(system, image_id, seq);
+        CREATE TABLE file_hashes (
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            sha256 TEXT NOT NULL
+        );
+        """,
+    )
+
+
+def m009_project(db: sqlite3.Connection) -> None:
+    """Project settings set once per workspace (Hub owner, dataset name, code URL) for every card."""
+    db.execute("CREATE TABLE project (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)")
+
+
+def m007_review_identity(db: sqlite3.Connection) -> None:
+    """A stable workspace id for external names, and what each pushed record suggested as its correction.
+
+    Argilla dataset names used to come from the workspace folder's name, so renaming or copying the
+    folder made the next push create a second set of datasets. The id is generated once, here, and
+    travels with the database. A workspace that already pushed keeps the prefix its datasets have
+    (derived from the stored dataset names), so upgrading does not split its review either.
+
+    ``suggestion``/``suggestion_key`` record the pre-filled correction a record was pushed with, so
+    an answer that leaves it unchanged counts as accepting that candidate, not as a human correction.
+    """
+    import uuid
+
+    db.execute("CREATE TABLE workspace_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO workspace_meta (key, value) VALUES ('workspace_id', ?)", (uuid.uuid4().hex,))
+    db.execute("ALTER TABLE review_items ADD COLUMN suggestion TEXT")
+    db.execute("ALTER TABLE review_items ADD COLUMN suggestion_key TEXT")
+    prefixes = set()
+    for dataset, language in db.execute(
+        "SELECT DISTINCT r.dataset, i.language FROM review_items r LEFT JOIN images i ON i.id = r.image_id"
+    ):
+        suffix = f"-{language or 'und'}"
+        if dataset.endswith(suffix) and len(dataset) > len(suffix):
+            prefixes.add(dataset[: -len(suffix)])
+    if len(prefixes) == 1:
+        db.execute("INSERT INTO workspace_meta (key, value) VALUES ('review_prefix', ?)", (prefixes.pop(),))
+
+
+MIGRATIONS: list[Migration] = [
+    m001_initial,
+    m002_drafts,
+    m003_reviews,
+    m004_review_content,
+    m005_run_owner,
+    m008_generations,
+    m009_project,
+    m007_review_identity,
+]
 
 
 def _execute_all(db: sqlite3.Connection, script: str) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from data_tools.errors import UserError
 from data_tools.records import ImageMetadata
 from data_tools.workspace._base import now
 from data_tools.workspace.drafts import DraftStoreMixin
+from data_tools.workspace.generations import GenerationStoreMixin
 from data_tools.workspace.migrations import apply_migrations
+from data_tools.workspace.project import ProjectStoreMixin
 from data_tools.workspace.reviews import ReviewStoreMixin
 
 DB_NAME = "mirada.db"
@@ -79,11 +82,41 @@ class InputRow:
     detail: str | None
 
 
+_HOST = socket.gethostname()
+
+
+@dataclass
+class RunRecord:
+    """The run a ``with workspace.run(...)`` block records: fill ``summary``; ``status`` overrides."""
+
+    id: int
+    stage: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    status: str | None = None
+
+
+def _owner_alive(pid: int | None, host: str | None) -> bool:
+    """Whether the process that started a run still exists (unknown owners count as alive)."""
+    if pid is None or host != _HOST:
+        return True  # runs from before m005, or from another machine: we cannot tell
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child its parent has not reaped yet still answers kill(0): it is a zombie
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 class WorkspaceError(UserError, RuntimeError):
     """The workspace cannot be opened or is not a Mirada workspace."""
 
 
-class Workspace(DraftStoreMixin, ReviewStoreMixin):
+class Workspace(DraftStoreMixin, ReviewStoreMixin, GenerationStoreMixin, ProjectStoreMixin):
     """A Mirada project directory. Open with ``Workspace.open(path)``; close or use as a context manager."""
 
     def __init__(self, root: Path, db: sqlite3.Connection) -> None:
@@ -169,12 +202,40 @@ class Workspace(DraftStoreMixin, ReviewStoreMixin):
         return [row[0] for row in self._query("SELECT name FROM _migrations ORDER BY rowid")]
 
     # -- runs ------------------------------------------------------------------------------------
+    @contextmanager
+    def run(self, stage: str, config: dict[str, Any]) -> Iterator[RunRecord]:
+        """Record one stage run around a block: the one start/finish path every stage uses.
+
+        The block fills ``record.summary`` (and may set ``record.status``); a normal exit records
+        ``completed``, Ctrl-C ``interrupted``, any other exception ``failed``, and the summary is kept
+        in every case. A process killed outright cannot record anything: ``runs()`` reports its run as
+        ``interrupted`` because the owner process (pid and host, stored at start) is gone.
+
+            with workspace.run("prefs", config) as run:
+                run.summary["rows"] = 42
+        """
+        record = RunRecord(self.start_run(stage, config), stage)
+        status = "completed"
+        try:
+            yield record
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        except SystemExit as exc:
+            status = "completed" if exc.code in (0, None) else "failed"
+            raise
+        except BaseException:
+            status = "failed"
+            raise
+        finally:
+            self.finish_run(record.id, record.status or status, record.summary)
+
     def start_run(self, stage: str, config: dict[str, Any]) -> int:
         """Record a stage run with its resolved configuration (secrets must already be removed)."""
         with self.transaction() as db:
             cursor = db.execute(
-                "INSERT INTO runs (stage, started_at, config_json) VALUES (?, ?, ?)",
-                (stage, now(), json.dumps(config, sort_keys=True, default=str)),
+                "INSERT INTO runs (stage, started_at, config_json, pid, host) VALUES (?, ?, ?, ?, ?)",
+                (stage, now(), json.dumps(config, sort_keys=True, default=str), os.getpid(), _HOST),
             )
             return int(cursor.lastrowid or 0)
 
@@ -186,6 +247,7 @@ class Workspace(DraftStoreMixin, ReviewStoreMixin):
             )
 
     def runs(self, stage: str | None = None) -> list[dict[str, Any]]:
+        """Every recorded run, oldest first; a ``running`` run whose process is gone reads ``interrupted``."""
         sql = "SELECT * FROM runs" + (" WHERE stage = ?" if stage else "") + " ORDER BY id"
         rows = self._query(sql, (stage,) if stage else ())
         result = []
@@ -193,6 +255,8 @@ class Workspace(DraftStoreMixin, ReviewStoreMixin):
             item = dict(row)
             item["config"] = json.loads(item.pop("config_json"))
             item["summary"] = json.loads(item.pop("summary_json") or "null")
+            if item["status"] == "running" and not _owner_alive(item.get("pid"), item.get("host")):
+                item["status"] = "interrupted"
             result.append(item)
         return result
 
@@ -236,6 +300,25 @@ class Workspace(DraftStoreMixin, ReviewStoreMixin):
             "WHERE outcome = 'rejected' ORDER BY input_key"
         )
         return [InputRow(**dict(row)) for row in rows]
+
+    def clear_stale_rejections(self, source: str, current: set[str]) -> int:
+        """Forget rejections of ``source`` inputs that no longer exist (a fixed sidecar line, a deleted file).
+
+        A rejection is keyed by its input; once the user fixes or removes that input, the key is not
+        produced again, and without this the old reason would be reported forever.
+        """
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT input_key FROM inputs WHERE outcome = 'rejected' AND substr(input_key, 1, ?) = ?",
+                (len(source), source),
+            ).fetchall()
+            stale = [
+                row[0]
+                for row in rows
+                if row[0][len(source) : len(source) + 1] in ("/", "#") and row[0] not in current
+            ]
+            db.executemany("DELETE FROM inputs WHERE input_key = ?", [(key,) for key in stale])
+        return len(stale)
 
     def count_inputs_by(self, column: str) -> dict[str, int]:
         if column not in {"outcome", "reason"}:

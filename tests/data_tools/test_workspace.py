@@ -104,3 +104,51 @@ def test_nested_transactions_join_the_outer_one(workspace):
     with workspace.transaction(), workspace.transaction() as db:
         db.execute("UPDATE runs SET status = 'both' WHERE id = ?", (run,))
     assert workspace.runs()[0]["status"] == "both"
+
+
+def test_run_records_completed_failed_and_interrupted(tmp_path):
+    with Workspace.open(tmp_path / "ws") as ws:
+        with ws.run("collect", {"a": 1}) as run:
+            run.summary["n"] = 3
+        with pytest.raises(ValueError), ws.run("draft", {}) as run:
+            run.summary["partial"] = True
+            raise ValueError("boom")
+        with pytest.raises(KeyboardInterrupt), ws.run("prefs", {}):
+            raise KeyboardInterrupt
+        with ws.run("draft", {}) as run:
+            run.status = "budget_reached"
+        runs = ws.runs()
+    assert [(r["stage"], r["status"]) for r in runs] == [
+        ("collect", "completed"),
+        ("draft", "failed"),
+        ("prefs", "interrupted"),
+        ("draft", "budget_reached"),
+    ]
+    assert runs[0]["summary"] == {"n": 3} and runs[0]["config"] == {"a": 1}
+    assert runs[1]["summary"] == {"partial": True}  # kept on failure too
+
+
+def test_run_of_a_killed_process_reads_interrupted(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    ws_path = tmp_path / "ws"
+    Workspace.open(ws_path).close()
+    code = textwrap.dedent(
+        f"""
+        import os, signal
+        from data_tools.workspace import Workspace
+        ws = Workspace.open({str(ws_path)!r})
+        with ws.run("draft", {{}}):
+            print("started", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9 and "started" in proc.stdout
+    with Workspace.open(ws_path) as ws:
+        (run,) = ws.runs()
+        assert run["status"] == "interrupted" and run["finished_at"] is None
+        with ws.run("draft", {}):  # a live run of this very process still reads running
+            assert ws.runs()[-1]["status"] == "running"

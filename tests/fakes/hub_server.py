@@ -74,7 +74,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return False
         return True
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         hub = self.server.hub
         path = urllib.parse.urlsplit(self.path).path
         body = self._body()
@@ -147,7 +147,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self._unknown("POST", path)
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         hub = self.server.hub
         path = urllib.parse.urlsplit(self.path).path
         body = self._body()
@@ -166,10 +166,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server.hub.unknown.append((method, path))
         self._send(404, {"error": f"fake hub: no route {method} {path}"})
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.do_GET(head=True)
 
-    def do_GET(self, head: bool = False) -> None:  # noqa: N802
+    def do_GET(self, head: bool = False) -> None:
         hub = self.server.hub
         split = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(split.path)

@@ -260,3 +260,21 @@ class FakeHub:
     def files(self, repo_id: str, repo_type: str = "model") -> dict[str, bytes]:
         """Every file now in a repository (raises KeyError if it was never created)."""
         return dict(self.repos[(repo_type, repo_id)])
+
+
+def point_libraries_at(hub: FakeHub, monkeypatch: Any) -> None:
+    """Make ``huggingface_hub`` and ``datasets`` talk to ``hub`` for one test (pytest ``monkeypatch``).
+
+    The libraries read their endpoint and offline switch into module constants at import time, so the
+    constants are patched (the test suite runs with ``HF_HUB_OFFLINE=1``, which stays true for every
+    other host because the stand-in is on 127.0.0.1 and nothing else is reachable anyway).
+    """
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", hub.url)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)

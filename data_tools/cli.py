@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vlm.publish.cli:main",
         "push datasets, adapter, eval report, notebooks, configs and the demo Space (--dry-run lists all)",
     ),
-    "run": ("vlm.pipeline:main", "run the stages of a pipeline YAML in order, skipping finished unchanged ones"),
+    "run": ("data_tools.pipeline:main", "run the stages of a pipeline YAML in order, skipping finished unchanged ones"),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }

@@ -201,7 +201,7 @@ def _resolved_configs(workspace: Workspace, runs: list[Path], target: Path) -> l
     target.mkdir(parents=True, exist_ok=True)
     written, index = [], []
     for run in workspace.runs():
-        if run["stage"] == "publish" or run["status"] == "running":  # this very command, or one still going
+        if run["stage"] in ("publish", "pipeline") or run["status"] == "running":  # not stage settings
             continue
         recorded = portable(run["config"] or {})
         nested = run["stage"] == "collect" and isinstance(recorded.get("config"), dict)

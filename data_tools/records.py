@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from data_tools.errors import UserError
+
 METADATA_FIELDS = (
     "country",
     "language",
@@ -40,7 +42,7 @@ _LICENSE_ALIASES = {
 }
 
 
-class MetadataError(ValueError):
+class MetadataError(UserError, ValueError):
     """Invalid metadata for one record; ``field`` and ``value`` say what to fix."""
 
     def __init__(self, field_name: str, value: object, reason: str) -> None:

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import yaml
 
+from data_tools.errors import UserError
 from data_tools.prefs.config import DPOSettings, KTOSettings, PrefsConfig, SFTSettings, portable
 from data_tools.prefs.split import SPLIT_ORDER, SplitItem, assign_splits
 from data_tools.workspace import ImageRow, Workspace
@@ -56,7 +57,7 @@ FORMAT_FILTERS: dict[str, tuple[str, ...]] = {
 _EPS = 1e-9
 
 
-class PrefsError(ValueError):
+class PrefsError(UserError, ValueError):
     """The workspace cannot give preference data (nothing reviewed, no instruction for a variety…)."""
 
 

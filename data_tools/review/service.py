@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_tools.errors import UserError
 from data_tools.review.aggregate import aggregate_record
 from data_tools.review.config import ReviewConfig
 from data_tools.review.items import PROBLEM_LABELS, ReviewRecord, build_records, image_data_uri, load_ui
@@ -24,7 +25,7 @@ from data_tools.workspace import ReviewItem, ReviewResponse, Workspace
 log = logging.getLogger("data_tools.review")
 
 
-class ReviewError(RuntimeError):
+class ReviewError(UserError, RuntimeError):
     """A review operation that cannot proceed; the message says what to do."""
 
 

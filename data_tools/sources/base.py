@@ -17,9 +17,10 @@ from typing import Any
 from pydantic import Field
 
 from data_tools.config import StageConfig
+from data_tools.errors import UserError
 
 
-class SourceError(Exception):
+class SourceError(UserError):
     """One input could not be fetched; ``reason`` is a short code for reports."""
 
     def __init__(self, reason: str, detail: str) -> None:

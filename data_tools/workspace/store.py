@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_tools.errors import UserError
 from data_tools.records import ImageMetadata
 from data_tools.workspace._base import now
 from data_tools.workspace.drafts import DraftStoreMixin
@@ -109,7 +110,7 @@ def _owner_alive(pid: int | None, host: str | None) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-class WorkspaceError(RuntimeError):
+class WorkspaceError(UserError, RuntimeError):
     """The workspace cannot be opened or is not a Mirada workspace."""
 
 

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
     from vlm.registry import ModelSpec
     from vlm.train.model_config import MiradaModelConfig
+    from vlm.train.outputs import EmissionsSummary, TrainResult
     from vlm.train.script_args import TrainScriptArguments
-    from vlm.train.trainer import EmissionsSummary, TrainResult
 
 __all__ = ["CardFacts", "build_card", "card_facts", "fmt", "write_card"]
 
@@ -171,10 +171,11 @@ def card_facts(
     command: str | None = None,
 ) -> CardFacts:
     """Collect the facts of a finished run (see :class:`CardFacts`); ``command`` is the CLI line, if any."""
-    from vlm.train.trainer import CURVES_FILE, _is_hub_id, _sessions
+    from vlm.models.family import is_hub_id
+    from vlm.train.outputs import CURVES_FILE, read_sessions
 
     base = model_args.model_name_or_path
-    dataset_hub = script.dataset_hub_id or (script.dataset_name if _is_hub_id(script.dataset_name) else None)
+    dataset_hub = script.dataset_hub_id or (script.dataset_name if is_hub_id(script.dataset_name) else None)
     language_counts = dict(result.data.languages)
     languages = script.languages or _primary_languages(language_counts) or ["es", "pt"]
     losses = [h["loss"] for h in result.log_history if "loss" in h]
@@ -185,9 +186,9 @@ def card_facts(
         model_name=repo_id.split("/")[-1] if repo_id else Path(args.output_dir).resolve().name,
         repo_id=repo_id,
         base_model=base,
-        base_is_hub=_is_hub_id(base),
+        base_is_hub=is_hub_id(base),
         family=spec.display_name,
-        grid_sync="llava_next" in spec.model_types,
+        grid_sync=spec.syncs_image_grids,
         method=script.method,
         dataset=dataset_hub or Path(script.dataset_name).name,
         dataset_link=f"{_HUB}/datasets/{dataset_hub}" if dataset_hub else None,
@@ -207,7 +208,7 @@ def card_facts(
         config=result.config,
         hardware=result.hardware,
         train_seconds=result.train_seconds,
-        sessions=len(_sessions(result.output_dir)) or 1,
+        sessions=len(read_sessions(result.output_dir)) or 1,
         global_step=result.global_step,
         epoch=epochs[-1] if epochs else None,
         train_loss=losses[-1] if losses else None,

@@ -12,25 +12,24 @@
 
 Settings: TRL's own dataclasses (SFTConfig / DPOConfig / KTOConfig, and ModelConfig) with Mirada's
 defaults, plus the run options in vlm/train/script_args.py. Precedence: defaults < YAML (--config) <
-command line, as `--key value`, `--key=value` or `key=value`. Unknown keys are an error. `--help`
+command line, as `--set key=value` (as every stage), `key=value`, `--key value` or `--key=value`. Unknown
+keys are an error, with a "did you mean". `--help`
 lists every setting with its default (add `method=kto` to see KTO's).
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 import os
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from data_tools.config import ConfigError
+from data_tools.config import ConfigError, did_you_mean, read_yaml_mapping
+from data_tools.errors import UserError
 from data_tools.logs import setup_logging
-from data_tools.stage_args import UserError
 
 __all__ = ["METHOD_CONFIGS", "main", "parse_args"]
 
@@ -51,21 +50,6 @@ def _config_class(method: str) -> type:
 
     module, name = METHOD_CONFIGS[method].split(":")
     return getattr(importlib.import_module(module), name)
-
-
-def _read_yaml(path: str) -> dict[str, Any]:
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of setting names to values")
-    return data
 
 
 def _config_path(argv: Sequence[str]) -> str | None:
@@ -97,12 +81,26 @@ def _dests(parser: argparse.ArgumentParser) -> set[str]:
 def _unknown(keys: Sequence[str], known: set[str], where: str) -> ConfigError:
     lines = [f"unknown setting(s) {where}:"]
     for key in keys:
-        hint = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.7)
-        lines.append(f"  {key}" + (f"  (did you mean {hint[0]!r}?)" if hint else ""))
+        lines.append(f"  {key}{did_you_mean(key, known, cutoff=0.7)}")
     lines.append(
         "  `--help` lists every setting; keys are TRL's (SFTConfig/DPOConfig/KTOConfig, ModelConfig) + Mirada's"
     )
     return ConfigError("\n".join(lines))
+
+
+def _expand_set(argv: Sequence[str]) -> list[str]:
+    """``--set key=value`` and ``--set=key=value`` (every stage's override syntax) → ``key=value``."""
+    out: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--set" or token.startswith("--set="):
+            item = token.split("=", 1)[1] if token.startswith("--set=") else next(tokens, "")
+            if "=" not in item or item.startswith("-"):
+                raise ConfigError(f"--set needs KEY=VALUE (e.g. --set max_steps=10), got {item!r}")
+            out.append(item)
+        else:
+            out.append(token)
+    return out
 
 
 def _normalise(argv: Sequence[str], known: set[str]) -> list[str]:
@@ -149,9 +147,9 @@ def parse_args(argv: Sequence[str], prog: str = "python -m vlm.train") -> tuple[
     Raises :class:`ConfigError` with "did you mean" hints for unknown keys, and for values that
     TRL/transformers reject when building the dataclasses.
     """
-    argv = list(argv)
+    argv = _expand_set(argv)
     config_path = _config_path(argv)
-    yaml_data = _read_yaml(config_path) if config_path else {}
+    yaml_data = read_yaml_mapping(config_path) if config_path else {}
     method = _peek_method(argv, yaml_data)
     parser = build_parser(method, prog)
     known = _dests(parser)
@@ -228,7 +226,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m vlm.train") -
             file=sys.stderr,
         )
         return 130
-    except (ConfigError, UserError) as exc:
+    except UserError as exc:  # ConfigError, ModelLoadError and every other user-fixable error
         if verbose:
             raise
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -65,6 +65,13 @@ class TrainScriptArguments:
             "Without it, an output_dir that already holds checkpoints is an error, never silently overwritten."
         },
     )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace the run in output_dir (its folder is deleted first). Without it, an output_dir holding "
+            "a finished run is an error."
+        },
+    )
     merge: bool = field(
         default=False,
         metadata={

@@ -15,7 +15,7 @@ from data_tools.stage_args import UserError
 from vlm.train.cli import METHOD_CONFIGS, _config_class, main, parse_args
 from vlm.train.model_config import MiradaModelConfig
 from vlm.train.script_args import TrainScriptArguments
-from vlm.train.trainer import validate
+from vlm.train.validation import validate
 
 ROOT = Path(__file__).resolve().parents[3]
 PRESETS = sorted((ROOT / "configs" / "train").glob("*.yaml"))
@@ -96,7 +96,23 @@ def test_unknown_yaml_key_is_an_error_with_a_hint(tmp_path):
         parse_args(["--config", str(config)])
 
 
-@pytest.mark.parametrize("argv", [["lora_alpah=8"], ["--lora_alpah", "8"], ["--lora_alpah=8"]])
+def test_set_overrides_like_every_other_stage(tmp_path):
+    """`--set key=value` (the other stages' syntax) works in train too, beside `key=value`."""
+    config = tmp_path / "c.yaml"
+    config.write_text("method: kto\nlearning_rate: 1.0e-4\n")
+    script, args, model = parse_args(
+        ["--config", str(config), "--set", "learning_rate=3e-4", "--set=lora_r=4", "--set", "method=sft"]
+    )
+    assert script.method == "sft"
+    assert args.learning_rate == pytest.approx(3e-4)
+    assert model.lora_r == 4
+    with pytest.raises(ConfigError, match="--set needs KEY=VALUE"):
+        parse_args(["--set", "learning_rate"])
+
+
+@pytest.mark.parametrize(
+    "argv", [["lora_alpah=8"], ["--lora_alpah", "8"], ["--lora_alpah=8"], ["--set", "lora_alpah=8"]]
+)
 def test_unknown_command_line_key_is_an_error(argv):
     with pytest.raises(ConfigError, match=r"lora_alpah.*did you mean 'lora_alpha'"):
         parse_args(argv)

@@ -370,7 +370,9 @@ def plan_publish(workspace: Workspace, options: PublishOptions, *, staging: Path
                 _copy_tree(merged, merged_target)
             else:
                 merged_target.mkdir(parents=True)
-                _merge(run_dir, options.base_model_id, merged_target)
+                from vlm.models import merge_adapter  # the shared loader's merge (unquantised base, on CPU)
+
+                merge_adapter(run_dir, None, merged_target)
             (merged_target / "README.md").write_text(_with_links(card, section), encoding="utf-8")
             repos.append(RepoPlan(f"{repo_id}_merged", "model", "merged weights", merged_target))
 
@@ -437,13 +439,6 @@ def _stage_eval(workspace: Workspace, names: list[str] | None, target: Path, war
         warnings.append("no eval report (run `mirada eval`): the model repository will have no eval/ folder")
     for name in chosen:
         _copy_tree(root / name, target / name if len(chosen) > 1 else target)
-
-
-def _merge(run_dir: Path, base_model_id: str | None, target: Path) -> None:
-    """Merged weights for release: the adapter folded into an unquantised base (train's own merge)."""
-    from vlm.train.trainer import merge_adapter
-
-    merge_adapter(run_dir, base_model_id or _base_of(run_dir), target)
 
 
 def push_plan(plan: PublishPlan, *, token: str, private: bool = False) -> dict[str, str]:

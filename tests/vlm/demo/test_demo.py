@@ -153,3 +153,26 @@ def test_cli_push_space_to_hub_stand_in(tmp_path, monkeypatch, capsys):
     )
     assert "HF_TOKEN" in capsys.readouterr().err and not (tmp_path / "x").exists()
     shutil.rmtree(tmp_path / "sp")
+
+
+def test_model_captioners_share_one_model_base_is_the_adapter_disabled(tiny_model, tmp_path):
+    """Through the shared loader: the base column equals the base model alone; the adapter column differs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from vlm.demo.captioners import model_captioners
+
+    base_dir = tiny_model("qwen2_5_vl")
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_pretrained(base_dir, dtype=torch.float32)
+    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=64, init_lora_weights=False,
+                                            target_modules=r".*language_model.*\.(q|k|v|o)_proj"))  # fmt: skip
+    lora.save_pretrained(tmp_path / "run-dpo")
+    image = Image.new("RGB", (64, 64), (120, 30, 200))
+    metadata = {"country": "AR", "language": "es-AR", "notes": None}
+    both = model_captioners(str(base_dir), [str(tmp_path / "run-dpo")], max_new_tokens=8)
+    assert list(both) == ["base", "run-dpo"]
+    alone = model_captioners(str(base_dir), max_new_tokens=8)
+    assert both["base"](image, metadata) == alone["base"](image, metadata)
+    assert both["run-dpo"](image, metadata) != both["base"](image, metadata)

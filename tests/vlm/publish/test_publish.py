@@ -63,7 +63,7 @@ def args(project, *extra):
 
 def test_dry_run_lists_every_repo_and_file_and_warns_first(project, capsys, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    assert main(args(project, "--dry-run")) == 0
+    assert main(args(project, "--dry-run", "--merged")) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     first_repo = next(i for i, line in enumerate(lines) if line.startswith(("dataset", "model", "space")))
@@ -75,6 +75,7 @@ def test_dry_run_lists_every_repo_and_file_and_warns_first(project, capsys, monk
     for name in ("data/train-*.parquet", "notebooks/01_explore.ipynb", "reproduce.md", "eval/report.json",
                  "eval/per_country.png", "adapter_model.safetensors", "app.py", "requirements.txt"):  # fmt: skip
         assert name in out
+    assert "model    OWNER/qwen-dpo_merged  (merged weights)" in out and "model.safetensors" in out
     assert "checkpoint-2" not in out and "optimizer.pt" not in out
     assert "nothing pushed" in out
 

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "push datasets, adapter, eval report, notebooks, configs and the demo Space (--dry-run lists all)",
     ),
     "run": ("data_tools.pipeline:main", "run the stages of a pipeline YAML in order, skipping finished unchanged ones"),
+    "project": ("data_tools.project:main", "set the workspace's Hub owner, dataset name and code URL once"),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }

@@ -191,12 +191,18 @@ def m005_run_owner(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
 
 
+def m009_project(db: sqlite3.Connection) -> None:
+    """Project settings set once per workspace (Hub owner, dataset name, code URL) for every card."""
+    db.execute("CREATE TABLE project (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)")
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_drafts,
     m003_reviews,
     m004_review_content,
     m005_run_owner,
+    m009_project,
 ]
 
 

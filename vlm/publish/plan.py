@@ -100,21 +100,6 @@ class PublishPlan:
         return "\n".join(lines)
 
 
-def project_settings(workspace: Workspace) -> dict[str, Any]:
-    """The workspace's project settings (Hub owner, dataset name, code URL) when the workspace keeps them."""
-    getter = getattr(workspace, "project", None)
-    if getter is None:
-        return {}
-    value = getter()
-    if value is None:
-        return {}
-    return (
-        value
-        if isinstance(value, dict)
-        else {k: getattr(value, k) for k in dir(value) if not k.startswith("_")}
-    )
-
-
 def _prefs_exports(workspace: Workspace, name: str | None) -> tuple[str | None, list[Path]]:
     root = workspace.exports_dir / "prefs"
     folders = (
@@ -269,16 +254,18 @@ def reproduce_text(
 def plan_publish(workspace: Workspace, options: PublishOptions, *, staging: Path | None = None,
                  pipeline_commands: list[str] | None = None) -> PublishPlan:  # fmt: skip
     """Stage every repository under ``exports/publish/`` and collect warnings; pushes nothing."""
-    project = project_settings(workspace)
+    project = workspace.project()  # {"owner", "dataset_name", "code_url"} as set with `mirada project set`
     warnings: list[str] = []
-    owner = options.owner or project.get("hub_owner") or project.get("owner")
+    owner = options.owner or project.get("owner")
     code_url = options.code_url or project.get("code_url")
     if not owner:
-        warnings.append("no Hub owner (--owner or the project's Hub owner): repository ids below use "
+        warnings.append("no Hub owner (--owner, or `mirada project set owner=…`): repository ids below use "
                         f"{OWNER_PLACEHOLDER!r}")  # fmt: skip
         owner = OWNER_PLACEHOLDER
     if not code_url:
-        warnings.append("no code URL (--code-url or the project's code URL): cards cannot link to the code")
+        warnings.append(
+            "no code URL (--code-url, or `mirada project set code_url=…`): cards cannot link to the code"
+        )
     base, prefs_folders = _prefs_exports(workspace, options.name or project.get("dataset_name"))
     if not prefs_folders:
         warnings.append(

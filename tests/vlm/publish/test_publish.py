@@ -139,6 +139,8 @@ def test_errors_are_one_line_and_push_nothing(project, capsys, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     with FakeHub(token=TOKEN) as hub:
         point_libraries_at(hub, monkeypatch)
+        with Workspace.open(project / "ws", create=False) as workspace:
+            workspace.set_project(owner=None, code_url=None)
         assert main(args(project)) == 2  # no owner: warned, then refused before any request
         assert "--owner" in capsys.readouterr().err and hub.requests == []
         assert main(args(project, "--owner", "o", "--eval", "nope")) == 2

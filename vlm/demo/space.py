@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
 from vlm.demo.app import Example, save_examples
+from vlm.demo.captioners import DEFAULT_INSTRUCTIONS
 
 SETTINGS_FILE = "demo_settings.json"
 PINNED = ("gradio", "transformers", "peft", "accelerate", "torch", "torchvision", "pillow", "huggingface_hub",
@@ -51,7 +53,8 @@ from vlm.demo.captioners import model_captioners
 HERE = Path(__file__).resolve().parent
 SETTINGS = json.loads((HERE / "{settings}").read_text(encoding="utf-8"))
 captioners = {{name: gpu(caption) for name, caption in model_captioners(
-    SETTINGS["model"], SETTINGS["adapters"], quantization=SETTINGS["quantization"]).items()}}
+    SETTINGS["model"], SETTINGS["adapters"], quantization=SETTINGS["quantization"],
+    instructions=HERE / "instructions.yaml").items()}}
 demo = build_demo(captioners, examples=load_examples(HERE / "examples"), title=SETTINGS["title"],
                   description=SETTINGS["description"])
 
@@ -102,6 +105,8 @@ def export_space(out_dir: Path, *, base_model: str, adapters: Sequence[str] = ()
                 "description": description}  # fmt: skip
     (out_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
     save_examples(examples, out_dir / "examples")
+    if DEFAULT_INSTRUCTIONS.is_file():  # the training prompts per variety travel with the Space
+        shutil.copy2(DEFAULT_INSTRUCTIONS, out_dir / "instructions.yaml")
     data = SpaceCardData(
         title=title[:60],
         sdk="gradio",

@@ -118,6 +118,7 @@ def test_export_space_writes_header_pins_and_examples(tmp_path, monkeypatch):
     app = (tmp_path / "space" / "app.py").read_text()
     compile(app, "app.py", "exec")
     assert "spaces.GPU(duration=120)" in app
+    assert "pt-BR" in (tmp_path / "space" / "instructions.yaml").read_text()
     assert load_examples(tmp_path / "space" / "examples")[0].country == "BR"
     # local paths cannot run on a Space: a warning, not a silent broken Space
     assert any("not a Hub id" in w for w in export_space(tmp_path / "s2", base_model=str(tmp_path)))
@@ -129,7 +130,8 @@ def test_exported_app_builds_the_blocks_without_spaces(tmp_path, monkeypatch):
 
     export_space(tmp_path / "space", base_model="org/base", adapters=["org/a"], code_url="https://x.org/m")
     monkeypatch.setattr("vlm.demo.captioners.model_captioners",
-                        lambda model, adapters, **kw: {"base": base, **{a: tuned for a in adapters}})  # fmt: skip
+                        lambda model, adapters, instructions, **kw: {"base": base, **{a: tuned for a in adapters}}
+                        if instructions.is_file() else {})  # fmt: skip
     monkeypatch.setitem(__import__("sys").modules, "spaces", None)  # import spaces -> ImportError
     namespace = runpy.run_path(str(tmp_path / "space" / "app.py"))
     assert list(namespace["captioners"]) == ["base", "org/a"]

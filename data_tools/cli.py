@@ -31,12 +31,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vlm.train.cli:main",
         "align a VLM with QLoRA SFT/DPO/KTO through TRL, with emissions and a Model Card",
     ),
+    "generate": (
+        "vlm.generate.cli:main",
+        "caption the test split with a base model and its adapters (batched, cached) for eval and demo",
+    ),
     "demo": ("vlm.demo.cli:main", "try the base model and adapters side by side in Gradio; export a Space"),
     "publish": (
         "vlm.publish.cli:main",
         "push datasets, adapter, eval report, notebooks, configs and the demo Space (--dry-run lists all)",
     ),
-    "run": ("data_tools.pipeline:main", "run the stages of a pipeline YAML in order, skipping finished unchanged ones"),
+    "run": (
+        "data_tools.pipeline:main",
+        "run the stages of a pipeline YAML in order, skipping finished unchanged ones",
+    ),
     "project": ("data_tools.project:main", "set the workspace's Hub owner, dataset name and code URL once"),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),

@@ -154,6 +154,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.pr
                         "relax filters (e.g. --set filters.min_agreement=0)"
                     )
                 exports = export_all(workspace, config, result, base_name=base, repo_ids=repo_ids)
+                # generate/eval caption exactly these splits (test images were never trained on)
+                workspace.record_splits(base, result.splits, run.id)
                 run.summary = {**result.report, "exports": {e.fmt: str(e.path) for e in exports}}
                 urls: dict[str, str] = {}
                 if token:

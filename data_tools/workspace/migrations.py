@@ -196,12 +196,64 @@ def m009_project(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE project (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)")
 
 
+def m008_generations(db: sqlite3.Connection) -> None:
+    """Split assignments recorded by prefs, generated captions per system, and memoised file hashes.
+
+    ``generations`` holds one row per (system, cache key); ``seq`` grows each time a row is produced
+    or re-confirmed, so "the latest caption of an image by a system" is the row with the largest
+    ``seq`` even after a system switched back to an adapter it had used before.
+    """
+    _execute_all(
+        db,
+        """
+        CREATE TABLE split_sets (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            dataset TEXT NOT NULL,
+            run_id INTEGER REFERENCES runs(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE split_items (
+            set_id INTEGER NOT NULL REFERENCES split_sets(id),
+            image_id TEXT NOT NULL,
+            split TEXT NOT NULL,
+            PRIMARY KEY (set_id, image_id)
+        );
+        CREATE TABLE generations (
+            system TEXT NOT NULL,
+            key TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            image_id TEXT NOT NULL,
+            caption TEXT NOT NULL,
+            language TEXT,
+            country TEXT,
+            seconds REAL,
+            tokens INTEGER,
+            model TEXT NOT NULL,
+            adapter TEXT,
+            settings_json TEXT NOT NULL,
+            run_id INTEGER REFERENCES runs(id),
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (system, key)
+        );
+        CREATE INDEX generations_key ON generations(key);
+        CREATE INDEX generations_latest ON generations(system, image_id, seq);
+        CREATE TABLE file_hashes (
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            sha256 TEXT NOT NULL
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_drafts,
     m003_reviews,
     m004_review_content,
     m005_run_owner,
+    m008_generations,
     m009_project,
 ]
 

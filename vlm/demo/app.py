@@ -41,9 +41,7 @@ def examples_from_workspace(workspace: Any, limit: int = 8) -> list[Example]:
     The split is the one ``mirada prefs`` recorded (``workspace.image_splits()``); before prefs ran
     there is no test split and any collected image may have been trained on, so none is offered.
     """
-    splits = (
-        workspace.image_splits() if hasattr(workspace, "image_splits") else _splits_from_exports(workspace)
-    )
+    splits = workspace.image_splits()
     examples = []
     for image_id in sorted(i for i, split in splits.items() if split == "test")[:limit]:
         row = workspace.get_image(image_id)
@@ -53,21 +51,6 @@ def examples_from_workspace(workspace: Any, limit: int = 8) -> list[Example]:
         examples.append(Example(str(workspace.image_path(row)), row.country or "", row.language or "",
                                 row.cultural_context or "", refs[0] if refs else ""))  # fmt: skip
     return examples
-
-
-def _splits_from_exports(workspace: Any) -> dict[str, str]:
-    """``image_id -> split`` read from the saved prefs datasets (before the workspace records splits)."""
-    import datasets
-
-    splits: dict[str, str] = {}
-    for folder in sorted((workspace.exports_dir / "prefs").glob("*_image_*")):
-        if not (folder / "dataset_dict.json").is_file():
-            continue
-        saved = datasets.load_from_disk(str(folder))
-        for split, rows in saved.items():
-            for image_id in rows.select_columns(["image_id"])["image_id"]:
-                splits.setdefault(image_id, split)
-    return splits
 
 
 def save_examples(examples: Sequence[Example], out_dir: Path) -> list[Example]:

@@ -50,7 +50,9 @@ def pick_instruction(table: Mapping[str, str], language: str | None, default_lan
 def model_captioners(model: str, adapters: Sequence[str] = (), *, quantization: str = "none",
                      dtype: str = "auto", max_new_tokens: int = 96, instructions: Path | None = None,
                      default_language: str = "es") -> dict[str, Captioner]:  # fmt: skip
-    """``{"base": …, "<adapter>": …}`` over one model loaded by the shared loader (greedy decoding)."""
+    """``{"base": …, "<adapter>": …}`` over one model loaded by the shared loader, captioned by ``mirada generate``'s code."""
+    from vlm.generate.config import Decoding
+    from vlm.generate.hf import generate_batch
     from vlm.models import load_for_inference
 
     names = [adapter_name(a) for a in adapters]
@@ -59,6 +61,7 @@ def model_captioners(model: str, adapters: Sequence[str] = (), *, quantization: 
     loaded = load_for_inference(model, adapters=list(adapters), adapter_names=names or None,
                                 quantization=quantization, dtype=dtype)  # fmt: skip
     table = instruction_table(instructions)
+    decoding = Decoding(max_new_tokens=max_new_tokens)  # greedy: the same image gives the same caption
     lock = threading.Lock()  # one model, one request at a time (Gradio may call from several threads)
 
     def make(adapter: str | None) -> Captioner:
@@ -70,8 +73,10 @@ def model_captioners(model: str, adapters: Sequence[str] = (), *, quantization: 
                 else:
                     loaded.model.set_adapter(adapter)
                     context = contextlib.nullcontext()
-                with context:
-                    return generate_caption(loaded.model, loaded.processor, image, prompt, max_new_tokens)
+                with context:  # the generate stage's own batched path, with a batch of one
+                    output = generate_batch(loaded.model, loaded.processor, loaded.spec, [prompt],
+                                            [image.convert("RGB")], decoding)  # fmt: skip
+                    return output[0].text
 
         return caption
 
@@ -79,20 +84,6 @@ def model_captioners(model: str, adapters: Sequence[str] = (), *, quantization: 
     for name in names:
         captioners[name] = make(name)
     return captioners
-
-
-def generate_caption(model: Any, processor: Any, image: Any, prompt: str, max_new_tokens: int) -> str:
-    """One greedy caption: the processor's own chat template, image placeholder in the user turn."""
-    import torch
-
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    inputs = processor(text=[text], images=[[image.convert("RGB")]], return_tensors="pt", padding=True)
-    inputs = inputs.to(model.device)
-    with torch.inference_mode():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    new_tokens = output[:, inputs["input_ids"].shape[1] :]
-    return processor.batch_decode(new_tokens, skip_special_tokens=True)[0]
 
 
 def cohere_drafter(api_key: str, *, model: str = "command-a-vision-07-2025", base_url: str | None = None,

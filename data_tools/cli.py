@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the stages of a pipeline YAML in order, skipping finished unchanged ones",
     ),
     "project": ("data_tools.project:main", "set the workspace's Hub owner, dataset name and code URL once"),
+    "eval": (
+        "eval.cli:main",
+        "compare captioning systems: BLEU/chrF++/CIDEr-D/ROUGE-L + cultural metrics per country, with intervals",
+    ),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }

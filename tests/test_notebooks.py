@@ -102,3 +102,20 @@ def test_training_run(reviewed, tiny_model, tmp_path, monkeypatch):
     assert namespace["emissions"].sessions == 1 and namespace["emissions"].emissions_kg > 0
     assert namespace["card"].data.library_name == "peft"
     assert (tmp_path / "training_curves.png").stat().st_size > 1000
+
+
+def test_evaluation(tmp_path, monkeypatch):
+    from eval.cli import main as eval_main
+    from tests.eval.builders import build_workspace, predictions, write_jsonl
+
+    build_workspace(tmp_path / "ws").close()
+    preds = write_jsonl(tmp_path / "preds.jsonl", predictions())
+    assert eval_main(["--workspace", str(tmp_path / "ws"), "--predictions", str(preds), "--split", "all",
+                      "--name", "nb"]) == 0  # fmt: skip
+    namespace = run_notebook("05_evaluation.ipynb", {WORKSPACE: f'Path("{tmp_path / "ws"}")', 'EVAL = "test"':
+                             'EVAL = "nb"'}, tmp_path, monkeypatch)  # fmt: skip
+    assert set(namespace["overall"]) == {"base", "aligned"}
+    worst, best = namespace["cases"]["worst"], namespace["cases"]["best"]
+    metric = namespace["metric"]
+    assert worst and best and worst[0]["scores"][metric] <= best[0]["scores"][metric]
+    assert namespace["chart"] and (tmp_path / "per_country.png").stat().st_size > 1000

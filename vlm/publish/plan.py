@@ -82,7 +82,8 @@ class RepoPlan:
             return names
         card_like = [n for n in names if any(Path(n).match(pattern) for pattern in CARD_FILES)]
         extras = [n for n in names if n.startswith(("notebooks/", "configs/")) or n == "reproduce.md"]
-        splits = json.loads((self.folder / "dataset_dict.json").read_text())["splits"]
+        index = self.folder / "dataset_dict.json"  # a DatasetDict; a single Dataset pushes as "train"
+        splits = json.loads(index.read_text())["splits"] if index.is_file() else ["train"]
         return sorted({*card_like, *extras, *(f"data/{s}-*.parquet" for s in splits)})
 
 
@@ -321,20 +322,22 @@ def plan_publish(workspace: Workspace, options: PublishOptions, *, staging: Path
 
     if images_id:
         images = workspace.exports_dir / "images"
-        if not (images / "dataset_info.json").is_file() and not (images / "dataset_dict.json").is_file():
+        if not (images / "dataset_info.json").is_file():
             warnings.append("--images: no exported images dataset (run `mirada export`); skipped")
         else:
+            import datasets
+
+            from vlm.publish.images_card import render_images_card
+
             target = root / "datasets" / images_id.split("/")[1]
             _copy_tree(images, target)
             _copy_tree(shared, target)
-            card = _replace_card(target) if (target / "README.md").is_file() else None
-            if card is None:
-                warnings.append(
-                    "the images dataset has no card (README.md) of its own; only links are published"
-                )
-                card = f"# {name} images\n"
+            card = render_images_card(
+                workspace, datasets.load_from_disk(str(images)), repo_id=images_id, name=name
+            )
             (target / "README.md").write_text(_with_links(card, section), encoding="utf-8")
-            repos.append(RepoPlan(images_id, "dataset", "collected images", target))
+            export = Export("images", images_id.split("/")[1], target, {}, images_id)
+            repos.append(RepoPlan(images_id, "dataset", "collected images", target, export))
 
     for run_dir, repo_id in zip(options.runs, model_ids, strict=True):
         if not (run_dir / "adapter_config.json").is_file():

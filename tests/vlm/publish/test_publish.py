@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard, ModelCard, SpaceCard
 
+from data_tools.export import main as export_main
 from data_tools.prefs.cli import main as prefs_main
 from data_tools.workspace import Workspace
 from tests.data_tools.prefs.test_prefs_card import fill
@@ -32,6 +33,7 @@ def project(tmp_path_factory, tiny_model):
         prefs_main(["--workspace", str(root / "ws"), "--name", "fotos", "--set", "splits.test_size=0.25"])
         == 0
     )
+    assert export_main(["--workspace", str(root / "ws")]) == 0
     report = root / "ws" / "exports" / "eval" / "test"
     report.mkdir(parents=True)
     (report / "report.json").write_text(json.dumps({"systems": {"base": {"bleu": 1.0}}}))
@@ -84,9 +86,9 @@ def test_push_to_hub_stand_in_lands_every_file_with_linked_cards(project, capsys
     with FakeHub(token=TOKEN) as hub:
         point_libraries_at(hub, monkeypatch)
         monkeypatch.setenv("HF_TOKEN", TOKEN)
-        code = main(
-            args(project, "--owner", "somosnlp-hackathon-2026", "--code-url", "https://github.com/o/mirada")
-        )
+        with Workspace.open(project / "ws", create=False) as workspace:  # owner and code URL from the project
+            workspace.set_project(owner="somosnlp-hackathon-2026", code_url="https://github.com/o/mirada")
+        code = main(args(project, "--images"))
         assert code == 0, capsys.readouterr().err
         owner = "somosnlp-hackathon-2026"
         assert hub.unknown == []
@@ -120,6 +122,14 @@ def test_push_to_hub_stand_in_lands_every_file_with_linked_cards(project, capsys
         header = SpaceCard(space["README.md"].decode()).data.to_dict()
         assert header["models"] == ["org/tiny-base", f"{owner}/qwen-dpo"] and header["sdk"] == "gradio"
         assert any(name.startswith("examples/") and not name.endswith(".jsonl") for name in space)
+        images = hub.files(f"{owner}/fotos_images", "dataset")
+        assert (
+            pq.read_table(io.BytesIO(images[next(n for n in images if n.startswith("data/train-"))])).num_rows
+            == 9
+        )
+        images_card = DatasetCard(images["README.md"].decode())
+        assert images_card.data.license == "other" and "| CC0-1.0 | " in images_card.text
+        assert f'load_dataset("{owner}/fotos_images"' in images_card.text and "qwen-dpo" in images_card.text
         reproduce = model["reproduce.md"].decode()
         assert "mirada prefs --workspace" in reproduce and "--config configs/" in reproduce
         everything = b"".join(b"".join(files.values()) for files in hub.repos.values())
@@ -129,7 +139,7 @@ def test_push_to_hub_stand_in_lands_every_file_with_linked_cards(project, capsys
         assert TOKEN not in json.dumps(runs) and runs[-1]["status"] == "completed"
         assert set(runs[-1]["summary"]["pushed"]) == {
             f"{owner}/fotos_image_{f}" for f in ("dpo", "kto", "sft")
-        } | {f"{owner}/qwen-dpo", f"{owner}/fotos_demo"}
+        } | {f"{owner}/qwen-dpo", f"{owner}/fotos_demo", f"{owner}/fotos_images"}
 
 
 def test_errors_are_one_line_and_push_nothing(project, capsys, monkeypatch):

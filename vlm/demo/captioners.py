@@ -100,12 +100,19 @@ def cohere_drafter(api_key: str, *, model: str = "command-a-vision-07-2025", bas
 
     root = prompts_dir or DEFAULT_INSTRUCTIONS.parents[1] / "draft"
     library = PromptLibrary(root, "v1")
-    client = (
-        cohere.AsyncClientV2(api_key=api_key, base_url=base_url)
-        if base_url
-        else cohere.AsyncClientV2(api_key)
-    )
-    backend = CohereBackend(client, model)
+
+    async def ask(request: ChatRequest) -> str:
+        # a client per call: each Gradio call runs its own event loop, and an async client is bound to one
+        client = (
+            cohere.AsyncClientV2(api_key=api_key, base_url=base_url)
+            if base_url
+            else cohere.AsyncClientV2(api_key)
+        )
+        backend = CohereBackend(client, model)
+        try:
+            return (await backend.chat(request)).text
+        finally:
+            await backend.aclose()
 
     def draft(image: Any, metadata: Mapping[str, str | None]) -> str:
         template = library.for_language(metadata.get("language") or "es")
@@ -119,6 +126,6 @@ def cohere_drafter(api_key: str, *, model: str = "command-a-vision-07-2025", bas
         request = ChatRequest(system=template.system, prompt=template.render("cultural", context) + "\n\n"
                               + answer, image=buffer.getvalue(), image_mime="image/jpeg", detail="low",
                               temperature=0.3, max_tokens=max_tokens, seed=None)  # fmt: skip
-        return asyncio.run(backend.chat(request)).text
+        return asyncio.run(ask(request))
 
     return draft

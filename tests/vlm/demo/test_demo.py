@@ -178,3 +178,37 @@ def test_model_captioners_share_one_model_base_is_the_adapter_disabled(tiny_mode
     alone = model_captioners(str(base_dir), max_new_tokens=8)
     assert both["base"](image, metadata) == alone["base"](image, metadata)
     assert both["run-dpo"](image, metadata) != both["base"](image, metadata)
+
+
+def test_cohere_draft_is_asked_only_when_ticked_and_uses_the_notes(tmp_path):
+    """The real cohere SDK against the local Cohere stand-in: one paid call per tick, none otherwise."""
+    from gradio_client import Client, handle_file
+
+    from tests.fakes.cohere_server import FakeCohereServer, prompt_text
+    from vlm.demo.captioners import cohere_drafter
+
+    def responder(body):
+        return "Borrador: " + ("con notas" if "Fiesta de la Candelaria" in prompt_text(body) else "sin notas")
+
+    path = tmp_path / "foto.png"
+    Image.new("RGB", (48, 48), (10, 200, 90)).save(path)
+    with FakeCohereServer(api_key="co-test-key", responder=responder) as server:
+        drafter = cohere_drafter("co-test-key", base_url=server.url)
+        demo = build_demo({"base": base}, drafter=drafter)
+        _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+        try:
+            client = Client(url, verbose=False)
+            unticked = client.predict(handle_file(str(path)), "PE", "es-PE", "Fiesta de la Candelaria", False,
+                                      api_name="/describe")  # fmt: skip
+            assert unticked[-1] == "" and server.count() == 0
+            ticked = client.predict(handle_file(str(path)), "PE", "es-PE", "Fiesta de la Candelaria", True,
+                                    api_name="/describe")  # fmt: skip
+            again = client.predict(handle_file(str(path)), "PE", "es-PE", "", True, api_name="/describe")
+        finally:
+            demo.close()
+        assert ticked[-1] == "Borrador: con notas" and ticked[0] == "base sees rgb(10,200,90)"
+        assert again[-1] == "Borrador: sin notas" and server.count() == 2
+        request = server.requests[0]
+        assert (
+            "Perú" in prompt_text(request.body) and request.headers["authorization"] == "Bearer co-test-key"
+        )

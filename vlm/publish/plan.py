@@ -345,13 +345,16 @@ def plan_publish(workspace: Workspace, options: PublishOptions, *, staging: Path
         target = root / "models" / repo_id.split("/")[1]
         _copy_tree(run_dir, target, RUN_SKIP)
         _copy_tree(shared, target)
-        _stage_eval(workspace, options.eval_names, target / "eval", warnings)
+        evals = _stage_eval(workspace, options.eval_names, target / "eval", warnings)
         _portable_json(target / "mirada_train_config.json")
         _portable_json(target / "adapter_config.json",
                        {"base_model_name_or_path": options.base_model_id} if options.base_model_id else None)  # fmt: skip
         card = _replace_card(target) if (target / "README.md").is_file() else f"# {repo_id}\n"
         card = _model_card_links(card, [*dataset_ids.values()], options.base_model_id)
-        (target / "README.md").write_text(_with_links(card, section), encoding="utf-8")
+        reports = [f"[`eval/{n + '/' if len(evals) > 1 else ''}report.md`](eval/{n + '/' if len(evals) > 1 else ''}report.md)"
+                   for n in evals]  # fmt: skip
+        model_section = section + (f"- Evaluation report: {', '.join(reports)}\n" if reports else "")
+        (target / "README.md").write_text(_with_links(card, model_section), encoding="utf-8")
         repos.append(RepoPlan(repo_id, "model", "LoRA adapter", target))
         if options.merged:
             merged = run_dir / "merged"
@@ -414,7 +417,10 @@ def _model_card_links(text: str, datasets: list[str], base_model_id: str | None)
     return str(card)
 
 
-def _stage_eval(workspace: Workspace, names: list[str] | None, target: Path, warnings: list[str]) -> None:
+def _stage_eval(
+    workspace: Workspace, names: list[str] | None, target: Path, warnings: list[str]
+) -> list[str]:
+    """Copy the chosen eval reports into the model repository (``eval/``, or ``eval/<name>/`` for several)."""
     root = workspace.exports_dir / "eval"
     available = (
         sorted(p.name for p in root.iterdir() if (p / "report.json").is_file()) if root.is_dir() else []
@@ -429,6 +435,7 @@ def _stage_eval(workspace: Workspace, names: list[str] | None, target: Path, war
         warnings.append("no eval report (run `mirada eval`): the model repository will have no eval/ folder")
     for name in chosen:
         _copy_tree(root / name, target / name if len(chosen) > 1 else target)
+    return chosen
 
 
 def push_plan(plan: PublishPlan, *, token: str, private: bool = False) -> dict[str, str]:

@@ -118,6 +118,7 @@ def test_push_to_hub_stand_in_lands_every_file_with_linked_cards(project, capsys
                                             f"{owner}/fotos_image_sft"]  # fmt: skip
         assert model_card.data.base_model == "org/tiny-base"
         assert f"https://huggingface.co/spaces/{owner}/fotos_demo" in model_card.text
+        assert "[`eval/report.md`](eval/report.md)" in model_card.text
         space = hub.files(f"{owner}/fotos_demo", "space")
         header = SpaceCard(space["README.md"].decode()).data.to_dict()
         assert header["models"] == ["org/tiny-base", f"{owner}/qwen-dpo"] and header["sdk"] == "gradio"

@@ -279,7 +279,12 @@ def plan_publish(workspace: Workspace, options: PublishOptions, *, staging: Path
 
     # repository ids first, so every card can link to every other repository
     dataset_ids = {folder.name.rsplit("_image_", 1)[1]: f"{owner}/{folder.name}" for folder in prefs_folders}
-    images_id = f"{owner}/{name}_images" if options.images else None
+    images = workspace.exports_dir / "images"
+    images_id = (
+        f"{owner}/{name}_images" if options.images and (images / "dataset_info.json").is_file() else None
+    )
+    if options.images and images_id is None:
+        warnings.append("--images: no exported images dataset (run `mirada export`); skipped")
     model_names = options.model_names or [run.name for run in options.runs]
     if len(model_names) != len(options.runs):
         raise ValueError("give one --model-name per --run (or none)")
@@ -321,23 +326,19 @@ def plan_publish(workspace: Workspace, options: PublishOptions, *, staging: Path
         repos.append(RepoPlan(repo_id, "dataset", role, target, export))
 
     if images_id:
-        images = workspace.exports_dir / "images"
-        if not (images / "dataset_info.json").is_file():
-            warnings.append("--images: no exported images dataset (run `mirada export`); skipped")
-        else:
-            import datasets
+        import datasets
 
-            from vlm.publish.images_card import render_images_card
+        from vlm.publish.images_card import render_images_card
 
-            target = root / "datasets" / images_id.split("/")[1]
-            _copy_tree(images, target)
-            _copy_tree(shared, target)
-            card = render_images_card(
-                workspace, datasets.load_from_disk(str(images)), repo_id=images_id, name=name
-            )
-            (target / "README.md").write_text(_with_links(card, section), encoding="utf-8")
-            export = Export("images", images_id.split("/")[1], target, {}, images_id)
-            repos.append(RepoPlan(images_id, "dataset", "collected images", target, export))
+        target = root / "datasets" / images_id.split("/")[1]
+        _copy_tree(images, target)
+        _copy_tree(shared, target)
+        card = render_images_card(
+            workspace, datasets.load_from_disk(str(images)), repo_id=images_id, name=name
+        )
+        (target / "README.md").write_text(_with_links(card, section), encoding="utf-8")
+        export = Export("images", images_id.split("/")[1], target, {}, images_id)
+        repos.append(RepoPlan(images_id, "dataset", "collected images", target, export))
 
     for run_dir, repo_id in zip(options.runs, model_ids, strict=True):
         if not (run_dir / "adapter_config.json").is_file():
@@ -351,8 +352,8 @@ def plan_publish(workspace: Workspace, options: PublishOptions, *, staging: Path
                        {"base_model_name_or_path": options.base_model_id} if options.base_model_id else None)  # fmt: skip
         card = _replace_card(target) if (target / "README.md").is_file() else f"# {repo_id}\n"
         card = _model_card_links(card, [*dataset_ids.values()], options.base_model_id)
-        reports = [f"[`eval/{n + '/' if len(evals) > 1 else ''}report.md`](eval/{n + '/' if len(evals) > 1 else ''}report.md)"
-                   for n in evals]  # fmt: skip
+        paths = ["eval/report.md"] if len(evals) == 1 else [f"eval/{n}/report.md" for n in evals]
+        reports = [f"[`{path}`]({path})" for path in paths]
         model_section = section + (f"- Evaluation report: {', '.join(reports)}\n" if reports else "")
         (target / "README.md").write_text(_with_links(card, model_section), encoding="utf-8")
         repos.append(RepoPlan(repo_id, "model", "LoRA adapter", target))

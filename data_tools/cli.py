@@ -35,6 +35,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vlm.generate.cli:main",
         "caption the test split with a base model and its adapters (batched, cached) for eval and demo",
     ),
+    "demo": ("vlm.demo.cli:main", "try the base model and adapters side by side in Gradio; export a Space"),
+    "publish": (
+        "vlm.publish.cli:main",
+        "push datasets, adapter, eval report, notebooks, configs and the demo Space (--dry-run lists all)",
+    ),
+    "run": (
+        "data_tools.pipeline:main",
+        "run the stages of a pipeline YAML in order, skipping finished unchanged ones",
+    ),
     "project": ("data_tools.project:main", "set the workspace's Hub owner, dataset name and code URL once"),
     "eval": (
         "eval.cli:main",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from data_tools.config import ConfigError, StageConfig, describe_config
 from data_tools.logs import setup_logging
+from data_tools.secrets import redact
 
 log = logging.getLogger("data_tools")
 
@@ -86,5 +87,5 @@ def run_stage(
     except (ConfigError, WorkspaceError, SourceError, UserError) as exc:
         if getattr(args, "verbose", False):
             raise
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {redact(str(exc))}", file=sys.stderr)  # no registered key, ever
         return 2

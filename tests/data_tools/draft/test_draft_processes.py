@@ -85,15 +85,16 @@ def test_two_processes_never_request_a_candidate_twice_and_share_the_budget(coll
 
 
 def test_repeated_kill_mid_call_never_passes_the_budget(collected):
-    budget = 0.10  # ~17 upper bounds of $0.006: each kill may strand 4 of them
-    concurrency = 4
+    # All 44 candidates would cost ~$0.11, so the cap binds; each kill strands at most 2 upper bounds ($0.006 each).
+    budget = 0.08
+    concurrency = 2
     with FakeCohereServer(api_key=API_KEY, key_fn=draft_key, latency_s=0.4) as server:
         env = environment(server)
         cmd = draft_command(
             collected.root, "--budget-usd", str(budget), "--set", f"limits.concurrency={concurrency}"
         )
         kills = 0
-        for _ in range(5):
+        for _ in range(6):
             before = len(server.chat_requests)
             process = subprocess.Popen(
                 cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

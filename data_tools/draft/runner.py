@@ -5,11 +5,14 @@ over everything that changes the result (image, backend, model, prompt version a
 strategy, variant, perturbation, generation parameters) and nothing that does not (concurrency,
 limits). A job whose key is already ``done`` in the workspace is never sent again.
 
-Running keeps at most ``limits.concurrency`` requests in flight. Before each attempt it reserves the
-attempt's *upper-bound* cost; if the workspace's spend plus everything reserved could pass the
-budget, no new request starts, in-flight ones finish, and the run stops cleanly. Every attempt is
-committed to the ledger (and its draft, when final) before the next decision, so ``kill -9`` at any
-moment loses at most the answers still in flight.
+Running keeps at most ``limits.concurrency`` requests in flight. Each candidate is *claimed* in the
+workspace before its first call, so other ``mirada draft`` processes on the same workspace skip it
+(a dead process's claims are taken over). Before each attempt the attempt's *upper-bound* cost is
+written to the ledger (write-ahead); if the workspace's spend plus every reservation of every
+process could pass the budget, no new request starts, in-flight ones finish, and the run stops
+cleanly. Every attempt is finalised in the ledger (with its draft, when final) before the next
+decision, so ``kill -9`` at any moment loses at most the answers still in flight, and those still
+count against the budget at their upper bound.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from data_tools.draft.prompts import (
     PromptError,
     PromptLibrary,
     PromptTemplate,
+    compile_template,
     country_name,
 )
 from data_tools.draft.ratelimit import RateLimiter
@@ -73,6 +77,7 @@ class DraftSummary:
     done: int = 0
     failed: int = 0
     not_started: int = 0
+    held_elsewhere: int = 0  # drafted by another live process on the same workspace at the time
     stopped_by_budget: bool = False
     calls: Counter[str] = field(default_factory=Counter)
     by_strategy: dict[str, Counter[str]] = field(default_factory=dict)
@@ -87,7 +92,7 @@ class DraftSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "planned": self.planned, "cached": self.cached, "done": self.done, "failed": self.failed,
-            "not_started": self.not_started, "stopped_by_budget": self.stopped_by_budget, "calls": dict(self.calls),
+            "not_started": self.not_started, "held_elsewhere": self.held_elsewhere, "stopped_by_budget": self.stopped_by_budget, "calls": dict(self.calls),
             "by_strategy": {k: dict(v) for k, v in self.by_strategy.items()}, "failures": dict(self.failures),
             "spent_usd": round(self.spent_usd, 6), "uncertain_usd": round(self.uncertain_usd, 6),
             "seconds": round(self.seconds, 3),
@@ -199,9 +204,7 @@ class DraftRunner:
             context = self._context(image, template)
             prompt = template.render(strategy, context, perturbation=perturbation)
             answer = template.output_json if self.config.output == "json" else template.output_text
-            from jinja2 import Template
-
-            prompt = prompt + "\n\n" + Template(answer).render(**context)
+            prompt = prompt + "\n\n" + compile_template(answer).render(**context)
         except PromptError as exc:
             key = cache_key(image.id, self.config.backend, self.config.model, self.config.prompt_version, "?",
                             strategy, variant, None, params)  # fmt: skip
@@ -252,20 +255,44 @@ class DraftRunner:
         summary = DraftSummary(planned=len(jobs))
         todo = self.pending(jobs)
         summary.cached = len(jobs) - len(todo)
-        spend = self.ws.spend()
-        state = _RunState(committed=spend["cost_usd"] + spend["uncertain_usd"])
+        ttl = self.config.limits.claim_ttl_s
+        self.ws.heartbeat(run_id)
+        lost, lost_usd = self.ws.reconcile_lost_calls(ttl_s=ttl)
+        if lost:
+            log.warning(
+                "%d call(s) were in flight when their process ended; their billing is unknown, so they count "
+                "against the budget at their upper bound ($%.4f)", lost, lost_usd,
+            )  # fmt: skip
+        state = _RunState()
         limiter = RateLimiter(self.config.limits.requests_per_minute, self.config.limits.tokens_per_minute)
         queue: asyncio.Queue[DraftJob] = asyncio.Queue()
         for job in todo:
             queue.put_nowait(job)
         started = time.perf_counter()
+        beat = asyncio.create_task(self._heartbeat(run_id, ttl))
         with progress_bar(total=len(todo), desc=f"draft ({self.config.backend})", unit="cand") as bar:
+            deferred: list[DraftJob] = []  # held by another process: looked at once more at the end
 
             async def worker() -> None:
-                while not state.stop and not queue.empty():
-                    job = queue.get_nowait()
+                while not state.stop:
+                    last_look = queue.empty()
+                    if last_look and not deferred:
+                        break
+                    job = deferred.pop() if last_look else queue.get_nowait()
+                    # Cheap, lock-free: skip what another process finished or holds; the claim itself is
+                    # taken with the first reservation (one transaction), which checks again.
+                    taken = self.ws.draft_taken(job.cache_key, run_id, ttl_s=ttl)
+                    if taken == "held" and not last_look:
+                        deferred.append(job)  # its owner may die before this run ends: then take it over
+                        continue
+                    if last_look and taken is None and self.ws.draft_status(job.cache_key) == "failed":
+                        taken = "held"  # the other process tried and gave up on it: a rerun retries it
                     try:
-                        outcome = await self._run_job(job, run_id, limiter, state, summary)
+                        outcome = (
+                            f"{taken}_elsewhere"
+                            if taken
+                            else await self._run_job(job, run_id, limiter, state, summary)
+                        )
                     except Exception as exc:  # one broken job (e.g. an image file gone) must not end the run
                         log.error("%s failed unexpectedly: %s", job.cache_key[:12], exc)
                         error = f"internal_error: {type(exc).__name__}: {redact(str(exc))}"
@@ -274,6 +301,10 @@ class DraftRunner:
                     if outcome == "not_started":
                         summary.not_started += 1
                         continue
+                    if outcome == "done_elsewhere":
+                        summary.cached += 1
+                    elif outcome == "held_elsewhere":
+                        summary.held_elsewhere += 1
                     bar.update(1)
                     bar.set_postfix(spent=f"${state.run_spent:.4f}", failed=summary.failed, refresh=False)
 
@@ -284,9 +315,11 @@ class DraftRunner:
             try:
                 await asyncio.gather(*workers)
             finally:
-                for task in workers:
+                for task in [*workers, beat]:
                     task.cancel()
+                self.ws.release_claims(run_id)
         summary.not_started += queue.qsize()
+        summary.held_elsewhere += len(deferred)
         summary.stopped_by_budget = state.budget_hit
         summary.spent_usd = state.run_spent
         summary.uncertain_usd = state.run_uncertain
@@ -294,6 +327,13 @@ class DraftRunner:
         if state.auth_error:
             raise AuthError(state.auth_error)
         return summary
+
+    async def _heartbeat(self, run_id: int, ttl: float) -> None:
+        """Keep this run's claims and reservations alive for other processes (they take over after ``ttl``)."""
+        period = max(0.5, min(15.0, ttl / 4))
+        while True:
+            await asyncio.sleep(period)
+            self.ws.heartbeat(run_id)
 
     def _request(self, job: DraftJob) -> ChatRequest:
         path = self.ws.image_path(job.image)
@@ -345,59 +385,57 @@ class DraftRunner:
                 )
             await limiter.acquire(job.estimate.input_expected + job.estimate.output_expected)
             upper = base_upper * state.overrun  # grows if the provider ever billed above our upper bound
-            if not await self._reserve(state, upper):
+            call_id = await self._reserve(job, run_id, state, upper, claim=attempts == 0)
+            if isinstance(call_id, str):  # another process finished or holds it: nothing was sent
+                return call_id
+            if call_id is None:
                 return (
                     "not_started"
                     if attempts == 0
                     else self._give_up(job, run_id, attempts, job_cost, "budget reached", summary)
                 )
-            retry_delay: float | None = None
+            attempts += 1
+            summary.calls["sent"] += 1
+            began = time.perf_counter()
             try:
-                attempts += 1
-                summary.calls["sent"] += 1
-                began = time.perf_counter()
-                try:
-                    response = await self.backend.chat(request)  # type: ignore[union-attr]
-                except BackendError as error:
-                    latency = time.perf_counter() - began
-                    uncertain = upper if error.kind in UNCERTAIN_BILLING else 0.0
-                    state.add(0.0, uncertain)
-                    summary.calls[error.kind] += 1
-                    call = self._call(job, error.kind, http_status=error.http_status, cost_upper_usd=uncertain,
-                                      latency_s=latency, error=redact(str(error)))  # fmt: skip
-                    if error.kind == "auth_error":
-                        self.ws.record_call(call, run_id)
-                        state.stop = True
-                        state.auth_error = (
-                            f"{self.config.backend} rejected the credentials ({error}); check the API key"
-                        )
-                        return self._finish(job, "failed", "auth_error", summary, count=False)
-                    transient += error.transient
-                    final = not error.transient or transient >= limits.max_attempts
-                    reason = f"{error.kind}: {redact(str(error))}" + (
-                        f" (after {attempts} attempts)" if error.transient else ""
+                response = await self.backend.chat(request)  # type: ignore[union-attr]
+            except BackendError as error:
+                latency = time.perf_counter() - began
+                uncertain = upper if error.kind in UNCERTAIN_BILLING else 0.0
+                state.add(0.0, uncertain)
+                summary.calls[error.kind] += 1
+                call = self._call(job, error.kind, http_status=error.http_status, cost_upper_usd=uncertain,
+                                  latency_s=latency, error=redact(str(error)))  # fmt: skip
+                if error.kind == "auth_error":
+                    self.ws.finish_call(call_id, call, run_id, release=job.cache_key)
+                    state.stop = True
+                    state.auth_error = (
+                        f"{self.config.backend} rejected the credentials ({redact(str(error))}); "
+                        "check the API key"
                     )
-                    draft = self._draft(job, "failed", attempts, job_cost, error=reason) if final else None
-                    self.ws.record_call(call, run_id, draft)
-                    if final:
-                        return self._finish(job, "failed", error.kind, summary)
-                    delay = error.retry_after
-                    if delay is None:
-                        delay = min(
-                            limits.max_backoff_s, limits.backoff_s * 2 ** (transient - 1)
-                        ) * random.uniform(0.8, 1.2)
-                    delay = min(delay, limits.max_backoff_s)
-                    if error.kind == "rate_limited":
-                        limiter.pause(delay)
-                    log.debug("retrying %s after %s in %.2fs", job.cache_key[:10], error.kind, delay)
-                    retry_delay = delay
-                else:
-                    latency = time.perf_counter() - began
-            finally:
-                state.reserved -= upper  # released before any backoff, so a waiting job does not block others
-            if retry_delay is not None:
-                await asyncio.sleep(retry_delay)
+                    return self._finish(job, "failed", "auth_error", summary, count=False)
+                transient += error.transient
+                final = not error.transient or transient >= limits.max_attempts
+                reason = f"{error.kind}: {redact(str(error))}" + (
+                    f" (after {attempts} attempts)" if error.transient else ""
+                )
+                draft = self._draft(job, "failed", attempts, job_cost, error=reason) if final else None
+                # finalised before any backoff, so a waiting job (here or in another process) is not blocked
+                self.ws.finish_call(call_id, call, run_id, draft, release=job.cache_key if final else None)
+                if final:
+                    return self._finish(job, "failed", error.kind, summary)
+                delay = error.retry_after
+                if delay is None:
+                    delay = min(
+                        limits.max_backoff_s, limits.backoff_s * 2 ** (transient - 1)
+                    ) * random.uniform(0.8, 1.2)
+                delay = min(delay, limits.max_backoff_s)
+                if error.kind == "rate_limited":
+                    limiter.pause(delay)
+                log.debug("retrying %s after %s in %.2fs", job.cache_key[:10], error.kind, delay)
+                await asyncio.sleep(delay)
                 continue
+            latency = time.perf_counter() - began
             cost = self._cost(response, job.estimate)
             if cost > upper:
                 # The estimate was not an upper bound for this provider: widen every later reservation.
@@ -427,7 +465,7 @@ class DraftRunner:
                                 error=f"invalid_output: {exc} (after {invalid} answers)")
                     if final else None
                 )  # fmt: skip
-                self.ws.record_call(call, run_id, draft)
+                self.ws.finish_call(call_id, call, run_id, draft, release=job.cache_key if final else None)
                 if final:
                     return self._finish(job, "failed", "invalid_output", summary)
                 continue
@@ -437,25 +475,38 @@ class DraftRunner:
                 job, "done", attempts, job_cost, caption=parsed.caption, cultural_terms=parsed.cultural_terms,
                 language=parsed.language or job.image.language, confidence=parsed.confidence, raw_text=response.text[:4000],
             )  # fmt: skip
-            self.ws.record_call(call, run_id, draft)
+            self.ws.finish_call(call_id, call, run_id, draft, release=job.cache_key)
             return self._finish(job, "done", None, summary)
 
-    async def _reserve(self, state: _RunState, upper: float) -> bool:
-        """Reserve ``upper`` USD against the budget; False once the budget cannot take this request.
+    async def _reserve(
+        self, job: DraftJob, run_id: int, state: _RunState, upper: float, *, claim: bool
+    ) -> int | str | None:
+        """Write this attempt's ``upper`` USD to the ledger before it is sent; None once the budget cannot take it.
 
-        Requests in flight hold reservations that mostly come back (actual cost is far below the
-        upper bound), so when only they stand in the way we wait for them instead of stopping.
+        The first attempt also claims the candidate in the same transaction; if another process
+        finished or holds it, the answer is ``"done_elsewhere"`` / ``"held_elsewhere"``.
+
+        The check covers every process on the workspace (see ``Workspace.reserve_call``). Requests in
+        flight hold reservations that mostly come back (actual cost is far below the upper bound), so
+        when only live ones stand in the way we wait for them instead of stopping.
         """
-        budget = self.config.budget_usd
-        while budget is not None and state.committed + state.reserved + upper > budget + 1e-12:
-            if state.stop or state.committed + upper > budget + 1e-12:
+        while not state.stop:
+            reservation = self.ws.reserve_draft_call(
+                self._call(job, "reserved", cost_upper_usd=upper),
+                run_id,
+                budget_usd=self.config.budget_usd,
+                ttl_s=self.config.limits.claim_ttl_s,
+                claim=claim,
+            )
+            if reservation.taken:
+                return f"{reservation.taken}_elsewhere"
+            if reservation.call_id is not None:
+                return reservation.call_id
+            if not reservation.wait:
                 state.stop = state.budget_hit = True
-                return False
-            await asyncio.sleep(0.02)
-        if state.stop:
-            return False
-        state.reserved += upper
-        return True
+                return None
+            await asyncio.sleep(0.05)
+        return None
 
     def _give_up(
         self, job: DraftJob, run_id: int, attempts: int, cost: float, why: str, summary: DraftSummary
@@ -509,8 +560,6 @@ class DraftRunner:
 
 @dataclass
 class _RunState:
-    committed: float
-    reserved: float = 0.0
     run_spent: float = 0.0
     run_uncertain: float = 0.0
     stop: bool = False
@@ -519,6 +568,5 @@ class _RunState:
     auth_error: str | None = None
 
     def add(self, cost: float, uncertain: float) -> None:
-        self.committed += cost + uncertain
         self.run_spent += cost
         self.run_uncertain += uncertain

@@ -126,7 +126,15 @@ def cache_key(image_id: str, backend: str, model: str, template_version: str, te
 
 
 class DraftRunner:
-    """Drafts caption candidates for a workspace with one backend."""
+    """Drafts caption candidates for a workspace with one backend.
+
+    The paid-call loop (budget reservations, retries, re-asks, ledger) is shared with other kinds of
+    jobs through hooks a subclass overrides: ``_request`` (what to send), ``_parse`` (a valid answer
+    or ``InvalidOutput``), ``_draft``/``_done`` (the record of a failure/success),
+    ``_record_call``/``_save_result`` (how it is stored) and ``pending``. The judge reuses it so.
+    """
+
+    kind = "draft"  # progress-bar label
 
     def __init__(self, workspace: Workspace, config: DraftConfig, backend: Backend | None = None) -> None:
         self.ws = workspace
@@ -259,7 +267,7 @@ class DraftRunner:
         for job in todo:
             queue.put_nowait(job)
         started = time.perf_counter()
-        with progress_bar(total=len(todo), desc=f"draft ({self.config.backend})", unit="cand") as bar:
+        with progress_bar(total=len(todo), desc=f"{self.kind} ({self.config.backend})", unit="cand") as bar:
 
             async def worker() -> None:
                 while not state.stop and not queue.empty():
@@ -269,7 +277,7 @@ class DraftRunner:
                     except Exception as exc:  # one broken job (e.g. an image file gone) must not end the run
                         log.error("%s failed unexpectedly: %s", job.cache_key[:12], exc)
                         error = f"internal_error: {type(exc).__name__}: {redact(str(exc))}"
-                        self.ws.save_draft(self._draft(job, "failed", 0, 0.0, error=error), run_id)
+                        self._save_result(self._draft(job, "failed", 0, 0.0, error=error), run_id)
                         outcome = self._finish(job, "failed", "internal_error", summary)
                     if outcome == "not_started":
                         summary.not_started += 1
@@ -330,7 +338,7 @@ class DraftRunner:
     ) -> str:
         limits = self.config.limits
         if job.error is not None:
-            self.ws.save_draft(self._draft(job, "failed", 0, 0.0, error=job.error), run_id)
+            self._save_result(self._draft(job, "failed", 0, 0.0, error=job.error), run_id)
             return self._finish(job, "failed", "no_prompt_template", summary)
         request = self._request(job)
         base_upper = job.estimate.cost(self.price, upper=True)
@@ -366,7 +374,7 @@ class DraftRunner:
                     call = self._call(job, error.kind, http_status=error.http_status, cost_upper_usd=uncertain,
                                       latency_s=latency, error=redact(str(error)))  # fmt: skip
                     if error.kind == "auth_error":
-                        self.ws.record_call(call, run_id)
+                        self._record_call(call, run_id)
                         state.stop = True
                         state.auth_error = (
                             f"{self.config.backend} rejected the credentials ({error}); check the API key"
@@ -378,7 +386,7 @@ class DraftRunner:
                         f" (after {attempts} attempts)" if error.transient else ""
                     )
                     draft = self._draft(job, "failed", attempts, job_cost, error=reason) if final else None
-                    self.ws.record_call(call, run_id, draft)
+                    self._record_call(call, run_id, draft)
                     if final:
                         return self._finish(job, "failed", error.kind, summary)
                     delay = error.retry_after
@@ -409,7 +417,7 @@ class DraftRunner:
             job_cost += cost
             state.add(cost, 0.0)
             try:
-                parsed = parse_caption(response.text, output=self.config.output)
+                parsed = self._parse(job, response.text)
             except InvalidOutput as exc:
                 invalid += 1
                 summary.calls["invalid_output"] += 1
@@ -427,18 +435,33 @@ class DraftRunner:
                                 error=f"invalid_output: {exc} (after {invalid} answers)")
                     if final else None
                 )  # fmt: skip
-                self.ws.record_call(call, run_id, draft)
+                self._record_call(call, run_id, draft)
                 if final:
                     return self._finish(job, "failed", "invalid_output", summary)
                 continue
             summary.calls["ok"] += 1
             call = self._call(job, "ok", **self._usage(response), cost_usd=cost, latency_s=latency)
-            draft = self._draft(
-                job, "done", attempts, job_cost, caption=parsed.caption, cultural_terms=parsed.cultural_terms,
-                language=parsed.language or job.image.language, confidence=parsed.confidence, raw_text=response.text[:4000],
-            )  # fmt: skip
-            self.ws.record_call(call, run_id, draft)
+            draft = self._done(job, attempts, job_cost, parsed, response.text)
+            self._record_call(call, run_id, draft)
             return self._finish(job, "done", None, summary)
+
+    # -- hooks a job kind overrides (see the class docstring) ---------------------------------------
+    def _parse(self, job: Any, text: str) -> Any:
+        return parse_caption(text, output=self.config.output)
+
+    def _done(self, job: Any, attempts: int, cost: float, parsed: Any, text: str) -> Any:
+        return self._draft(
+            job, "done", attempts, cost, caption=parsed.caption, cultural_terms=parsed.cultural_terms,
+            language=parsed.language or job.image.language, confidence=parsed.confidence, raw_text=text[:4000],
+        )  # fmt: skip
+
+    def _record_call(self, call: CallRecord, run_id: int, result: Any = None) -> None:
+        """The ledger row and (if final) the job's result, in one transaction."""
+        self.ws.record_call(call, run_id, result)
+
+    def _save_result(self, result: Any, run_id: int) -> None:
+        """A result that involved no API call (failed before sending)."""
+        self.ws.save_draft(result, run_id)
 
     async def _reserve(self, state: _RunState, upper: float) -> bool:
         """Reserve ``upper`` USD against the budget; False once the budget cannot take this request.
@@ -460,7 +483,7 @@ class DraftRunner:
     def _give_up(
         self, job: DraftJob, run_id: int, attempts: int, cost: float, why: str, summary: DraftSummary
     ) -> str:
-        self.ws.save_draft(
+        self._save_result(
             self._draft(job, "failed", attempts, cost, error=f"{why} before a usable answer"), run_id
         )
         return self._finish(job, "failed", why.replace(" ", "_"), summary)

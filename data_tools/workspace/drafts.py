@@ -85,18 +85,23 @@ class DraftStoreMixin(StoreMixin):
     def record_call(self, call: CallRecord, run_id: int, draft: DraftRecord | None = None) -> None:
         """Append ``call`` to the ledger and, if given, upsert ``draft`` — in one transaction."""
         with self.transaction() as db:
-            db.execute(
-                """INSERT INTO api_calls (run_id, cache_key, image_id, backend, model, status, http_status,
-                     input_tokens, output_tokens, billed_input_tokens, billed_output_tokens, cost_usd, cost_upper_usd,
-                     latency_s, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    run_id, call.cache_key, call.image_id, call.backend, call.model, call.status, call.http_status,
-                    call.input_tokens, call.output_tokens, call.billed_input_tokens, call.billed_output_tokens,
-                    call.cost_usd, call.cost_upper_usd, call.latency_s, call.error, now(),
-                ),
-            )  # fmt: skip
+            self._insert_call(db, call, run_id)
             if draft is not None:
                 self._upsert_draft(db, draft, run_id)
+
+    @staticmethod
+    def _insert_call(db: sqlite3.Connection, call: CallRecord, run_id: int) -> None:
+        """One ledger row, inside the caller's transaction (the judge's verdicts use it too)."""
+        db.execute(
+            """INSERT INTO api_calls (run_id, cache_key, image_id, backend, model, status, http_status,
+                 input_tokens, output_tokens, billed_input_tokens, billed_output_tokens, cost_usd, cost_upper_usd,
+                 latency_s, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                run_id, call.cache_key, call.image_id, call.backend, call.model, call.status, call.http_status,
+                call.input_tokens, call.output_tokens, call.billed_input_tokens, call.billed_output_tokens,
+                call.cost_usd, call.cost_upper_usd, call.latency_s, call.error, now(),
+            ),
+        )  # fmt: skip
 
     def save_draft(self, draft: DraftRecord, run_id: int) -> None:
         """Record a draft outcome that involved no API call (e.g. failed before sending)."""

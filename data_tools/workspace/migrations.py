@@ -242,6 +242,50 @@ def m008_generations(db: sqlite3.Connection) -> None:
     )
 
 
+def m011_judge(db: sqlite3.Connection) -> None:
+    """Judge verdicts (one row per cache key, like drafts) and each calibration of a judge prompt.
+
+    A verdict's cache key covers the image, both captions in the order shown, the prompt version,
+    backend, model and decoding settings, so a rerun never pays for a verdict it already has; its
+    paid calls go to ``api_calls`` like drafting's, so one budget covers both.
+    """
+    _execute_all(
+        db,
+        """
+        CREATE TABLE judge_verdicts (
+            cache_key TEXT PRIMARY KEY,
+            image_id TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            prompt_sha256 TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            model TEXT NOT NULL,
+            params_json TEXT NOT NULL,
+            subject_json TEXT NOT NULL,
+            status TEXT NOT NULL,
+            verdict_json TEXT,
+            raw_text TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            run_id INTEGER REFERENCES runs(id),
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX judge_verdicts_image ON judge_verdicts(image_id);
+        CREATE TABLE judge_calibrations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER REFERENCES runs(id),
+            prompt_version TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            model TEXT NOT NULL,
+            metrics_json TEXT NOT NULL,
+            chosen INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_drafts,
@@ -249,6 +293,7 @@ MIGRATIONS: list[Migration] = [
     m004_review_content,
     m005_run_owner,
     m008_generations,
+    m011_judge,
 ]
 
 

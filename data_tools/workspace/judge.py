@@ -1,0 +1,132 @@
+"""Workspace tables of the judge: verdicts (cached like drafts) and calibrations of judge prompts.
+
+A verdict is written in the same transaction as the ledger row of the call that produced it (the
+draft stage's ``_insert_call``), so a killed judge run never loses a paid answer, and the judge's
+spend counts against the same ``--budget-usd`` as drafting's. A calibration stores each prompt's
+agreement figures; the one marked ``chosen`` is the workspace's calibrated judge.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from data_tools.workspace._base import StoreMixin, now
+from data_tools.workspace.drafts import CallRecord
+
+
+@dataclass
+class VerdictRecord:
+    """A judge's answer (or why there is none) for one image, caption pair or caption, and order."""
+
+    cache_key: str
+    image_id: str
+    mode: str  # pairwise | rubric
+    prompt_version: str
+    prompt_sha256: str
+    backend: str
+    model: str
+    params: dict[str, Any]
+    subject: dict[str, Any]  # pairwise: first/second (system or draft key) + caption hashes; rubric: item
+    status: str  # done | failed
+    verdict: dict[str, Any] | None = None
+    raw_text: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    cost_usd: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # not stored
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> VerdictRecord:
+        data = dict(row)
+        return cls(
+            cache_key=data["cache_key"], image_id=data["image_id"], mode=data["mode"],
+            prompt_version=data["prompt_version"], prompt_sha256=data["prompt_sha256"], backend=data["backend"],
+            model=data["model"], params=json.loads(data["params_json"]), subject=json.loads(data["subject_json"]),
+            status=data["status"], verdict=json.loads(data["verdict_json"]) if data["verdict_json"] else None,
+            raw_text=data["raw_text"], attempts=data["attempts"], error=data["error"], cost_usd=data["cost_usd"],
+        )  # fmt: skip
+
+
+class JudgeStoreMixin(StoreMixin):
+    """Judge access for :class:`~data_tools.workspace.store.Workspace`."""
+
+    def verdict_states(self) -> dict[str, tuple[str, int]]:
+        """``cache_key -> (status, attempts)`` of every verdict recorded so far."""
+        return {
+            row[0]: (row[1], int(row[2]))
+            for row in self._query("SELECT cache_key, status, attempts FROM judge_verdicts")
+        }
+
+    def record_judge_call(self, call: CallRecord, run_id: int, verdict: VerdictRecord | None = None) -> None:
+        """Append ``call`` to the ledger and, if given, upsert ``verdict`` — in one transaction."""
+        with self.transaction() as db:
+            self._insert_call(db, call, run_id)  # type: ignore[attr-defined]
+            if verdict is not None:
+                self._upsert_verdict(db, verdict, run_id)
+
+    def save_verdict(self, verdict: VerdictRecord, run_id: int) -> None:
+        with self.transaction() as db:
+            self._upsert_verdict(db, verdict, run_id)
+
+    @staticmethod
+    def _upsert_verdict(db: sqlite3.Connection, v: VerdictRecord, run_id: int) -> None:
+        db.execute(
+            """INSERT INTO judge_verdicts (cache_key, image_id, mode, prompt_version, prompt_sha256, backend, model,
+                 params_json, subject_json, status, verdict_json, raw_text, attempts, error, cost_usd, run_id, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(cache_key) DO UPDATE SET status = excluded.status, verdict_json = excluded.verdict_json,
+                 raw_text = excluded.raw_text, attempts = judge_verdicts.attempts + excluded.attempts,
+                 error = excluded.error, cost_usd = judge_verdicts.cost_usd + excluded.cost_usd,
+                 run_id = excluded.run_id, updated_at = excluded.updated_at""",
+            (
+                v.cache_key, v.image_id, v.mode, v.prompt_version, v.prompt_sha256, v.backend, v.model,
+                json.dumps(v.params, sort_keys=True), json.dumps(v.subject, sort_keys=True, ensure_ascii=False),
+                v.status, json.dumps(v.verdict, ensure_ascii=False) if v.verdict is not None else None,
+                v.raw_text, v.attempts, v.error, v.cost_usd, run_id, now(),
+            ),
+        )  # fmt: skip
+
+    def verdicts(self, keys: list[str] | None = None) -> dict[str, VerdictRecord]:
+        """``cache_key -> verdict`` (of ``keys`` only, when given)."""
+        if keys is None:
+            rows = self._query("SELECT * FROM judge_verdicts")
+        else:
+            rows = []
+            wanted = list(dict.fromkeys(keys))
+            for start in range(0, len(wanted), 500):  # SQLite caps bound parameters
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += self._query(f"SELECT * FROM judge_verdicts WHERE cache_key IN ({marks})", chunk)
+        return {row["cache_key"]: VerdictRecord.from_sql(row) for row in rows}
+
+    def save_calibrations(self, rows: list[dict[str, Any]], chosen: str | None, run_id: int | None) -> None:
+        """Store one calibration per prompt version (``{"prompt_version", "backend", "model", "metrics"}``)."""
+        with self.transaction() as db:
+            for row in rows:
+                db.execute(
+                    """INSERT INTO judge_calibrations (run_id, prompt_version, backend, model, metrics_json, chosen,
+                         created_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                    (run_id, row["prompt_version"], row["backend"], row["model"],
+                     json.dumps(row["metrics"], sort_keys=True), int(row["prompt_version"] == chosen), now()),
+                )  # fmt: skip
+
+    def calibrated_judge(self, backend: str | None = None, model: str | None = None) -> dict[str, Any] | None:
+        """The latest calibration marked chosen (for this backend/model when given), or None."""
+        clauses, params = ["chosen = 1"], []
+        if backend:
+            clauses.append("backend = ?")
+            params.append(backend)
+        if model:
+            clauses.append("model = ?")
+            params.append(model)
+        rows = self._query(
+            f"SELECT * FROM judge_calibrations WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT 1", params
+        )
+        if not rows:
+            return None
+        row = dict(rows[0])
+        return {"prompt_version": row["prompt_version"], "backend": row["backend"], "model": row["model"],
+                "metrics": json.loads(row["metrics_json"]), "run_id": row["run_id"], "created_at": row["created_at"]}  # fmt: skip

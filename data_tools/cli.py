@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vlm.train.cli:main",
         "align a VLM with QLoRA SFT/DPO/KTO through TRL, with emissions and a Model Card",
     ),
+    "judge": (
+        "eval.judge.cli:main",
+        "VLM judge that sees the image: win rates between systems; `judge calibrate` against your annotators",
+    ),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }

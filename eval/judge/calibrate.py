@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -184,7 +185,7 @@ def calibration_metrics(
     confidence: float = 0.95, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Point estimates, image-clustered bootstrap intervals and the human-ceiling verdict."""
-    from scipy.stats import bootstrap
+    from scipy.stats import DegenerateDataWarning, bootstrap
 
     annotators = sorted({a for u in units for a in u.humans})
     point = _point(units, ranked, annotators)
@@ -208,10 +209,14 @@ def calibration_metrics(
             values = _point(picked, ranks, annotators)
             return np.array([values[m] for m in METRICS])
 
-        result = bootstrap(
-            (np.arange(len(images)),), statistic, vectorized=False, n_resamples=n_resamples,
-            confidence_level=confidence, method="percentile", rng=seed,
-        )  # fmt: skip
+        with (
+            warnings.catch_warnings()
+        ):  # a constant metric (e.g. identical annotators) is reported, not warned
+            warnings.simplefilter("ignore", DegenerateDataWarning)
+            result = bootstrap(
+                (np.arange(len(images)),), statistic, vectorized=False, n_resamples=n_resamples,
+                confidence_level=confidence, method="percentile", rng=seed,
+            )  # fmt: skip
         distribution = np.asarray(result.bootstrap_distribution)
         tail = (1 - confidence) / 2 * 100
         for index, metric in enumerate(METRICS):

@@ -116,8 +116,11 @@ def _kappa(judge: list[int], human: list[int]) -> float:
         return float(cohens_kappa(table).kappa)
 
 
-def _tau(units: list[CalibrationUnit], ranked: list[RankedImage]) -> float:
-    """Mean Kendall τ-b over images between Copeland scores (wins − losses) and mean human ranks."""
+def _taus(units: list[CalibrationUnit], ranked: list[RankedImage]) -> dict[str, float]:
+    """Kendall τ-b per image between Copeland scores (wins − losses) and mean human ranks.
+
+    Computed once per image: resampling images only changes which of these values are averaged.
+    """
     from scipy.stats import kendalltau
 
     copeland: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -126,7 +129,7 @@ def _tau(units: list[CalibrationUnit], ranked: list[RankedImage]) -> float:
             continue
         copeland[unit.image_id][unit.left] += unit.judge
         copeland[unit.image_id][unit.right] -= unit.judge
-    taus = []
+    taus: dict[str, list[float]] = defaultdict(list)
     for image in ranked:
         scores = copeland.get(image.image_id)
         keys = [k for k in image.mean_rank if scores is not None and k in scores]
@@ -138,8 +141,8 @@ def _tau(units: list[CalibrationUnit], ranked: list[RankedImage]) -> float:
             continue  # τ is undefined when either ranking is constant
         tau = kendalltau(judge, human).statistic
         if not math.isnan(tau):
-            taus.append(float(tau))
-    return statistics.fmean(taus) if taus else math.nan
+            taus[image.image_id].append(float(tau))
+    return {image: statistics.fmean(values) for image, values in taus.items()}
 
 
 def _alpha_between(units: list[CalibrationUnit], coders: Sequence[str]) -> float:
@@ -155,7 +158,7 @@ def _alpha_between(units: list[CalibrationUnit], coders: Sequence[str]) -> float
 
 
 def _point(
-    units: list[CalibrationUnit], ranked: list[RankedImage], annotators: Sequence[str]
+    units: list[CalibrationUnit], taus: list[float], annotators: Sequence[str]
 ) -> dict[str, float]:
     judged = [u for u in units if u.judge is not None]
     with_ties = [u.judge == u.human for u in judged]
@@ -168,7 +171,7 @@ def _point(
         "accuracy_with_ties": statistics.fmean(with_ties) if with_ties else math.nan,
         "accuracy_without_ties": statistics.fmean(strict) if strict else math.nan,
         "cohen_kappa": _kappa([u.judge for u in judged], [u.human for u in judged]) if judged else math.nan,  # type: ignore[misc]
-        "kendall_tau": _tau(judged, ranked),
+        "kendall_tau": statistics.fmean(taus) if taus else math.nan,
         "position_consistency": statistics.fmean(bool(u.consistent) for u in judged) if judged else math.nan,
         # the judge's mean α with one annotator vs the annotators' mean α with one another
         "judge_alpha": statistics.fmean(per_annotator) if per_annotator else math.nan,
@@ -188,25 +191,21 @@ def calibration_metrics(
     from scipy.stats import DegenerateDataWarning, bootstrap
 
     annotators = sorted({a for u in units for a in u.humans})
-    point = _point(units, ranked, annotators)
+    tau_by_image = _taus(units, ranked)
+    point = _point(units, list(tau_by_image.values()), annotators)
     images = sorted({u.image_id for u in units})
     by_image: dict[str, list[CalibrationUnit]] = defaultdict(list)
     for unit in units:
         by_image[unit.image_id].append(unit)
-    ranked_by_image = {r.image_id: r for r in ranked}
     intervals: dict[str, list[float] | None] = dict.fromkeys(METRICS)
     if len(images) >= 2 and n_resamples > 0:
 
         def statistic(sample: np.ndarray) -> np.ndarray:
             chosen = [images[int(i)] for i in sample]
             # a resampled image appears several times: give each copy its own id so τ sees it twice
-            picked = [
-                CalibrationUnit(f"{img}#{n}", u.left, u.right, u.humans, u.judge, u.consistent)
-                for n, img in enumerate(chosen) for u in by_image[img]
-            ]  # fmt: skip
-            ranks = [RankedImage(f"{img}#{n}", ranked_by_image[img].mean_rank)
-                     for n, img in enumerate(chosen) if img in ranked_by_image]  # fmt: skip
-            values = _point(picked, ranks, annotators)
+            picked = [u for img in chosen for u in by_image[img]]
+            taus = [tau_by_image[img] for img in chosen if img in tau_by_image]
+            values = _point(picked, taus, annotators)
             return np.array([values[m] for m in METRICS])
 
         with (

@@ -157,9 +157,7 @@ def _alpha_between(units: list[CalibrationUnit], coders: Sequence[str]) -> float
     return math.nan if value is None else value
 
 
-def _point(
-    units: list[CalibrationUnit], taus: list[float], annotators: Sequence[str]
-) -> dict[str, float]:
+def _point(units: list[CalibrationUnit], taus: list[float], annotators: Sequence[str]) -> dict[str, float]:
     judged = [u for u in units if u.judge is not None]
     with_ties = [u.judge == u.human for u in judged]
     strict = [u.judge == u.human for u in judged if u.judge != TIE and u.human != TIE]

@@ -52,6 +52,8 @@ def build_parser(prog: str, calibrate: bool) -> argparse.ArgumentParser:
         parser.add_argument("--mode", choices=["pairwise", "rubric"], help="override the configured mode")
         parser.add_argument("--split", help="judge images of this prefs split (default: test)")
         parser.add_argument("--name", help="report folder exports/eval/<name> (default: the split)")
+    if calibrate:
+        parser.add_argument("--limit", type=int, help="calibrate on the first N reviewed images only")
     parser.add_argument(
         "--judge-prompt",
         help="judge prompt version" + ("s, comma-separated (default: v1,v2)" if calibrate else
@@ -137,7 +139,7 @@ def calibrate_main(argv: Sequence[str] | None, prog: str) -> int:
                 runner = JudgeRunner(workspace, config)
             except ValueError as exc:  # unknown price
                 raise UserError(str(exc)) from None
-            plan = service.plan_calibration(workspace, runner, prompts)
+            plan = service.plan_calibration(workspace, runner, prompts, args.limit)
             jobs = [job for plans in plan.pairs.values() for job in service.jobs_of(plans)]
             print(f"calibration: {len(plan.units)} reviewed candidate pairs on {len({u.image_id for u in plan.units})} "
                   f"images, {len(prompts)} judge prompt(s), {len(jobs)} verdicts (both orders)")  # fmt: skip

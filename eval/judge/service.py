@@ -92,10 +92,19 @@ class CalibrationPlan:
     pairs: dict[str, list[PairPlan]]  # prompt version -> one plan per unit (same order)
 
 
-def plan_calibration(ws: Workspace, runner: JudgeRunner, prompts: Sequence[JudgePrompt]) -> CalibrationPlan:
-    """Both-order jobs for every candidate pair the annotators ranked, for each judge prompt."""
+def plan_calibration(
+    ws: Workspace, runner: JudgeRunner, prompts: Sequence[JudgePrompt], limit: int | None = None
+) -> CalibrationPlan:
+    """Both-order jobs for every candidate pair the annotators ranked, for each judge prompt.
+
+    ``limit``: only the first N reviewed images (a cheap first look; intervals get wider).
+    """
     captions = {d.cache_key: d.caption for d in ws.drafts(status="done") if d.caption}
     units, ranked = human_units(ws.review_responses(), ws.review_items(), captions)
+    if limit is not None:
+        keep = set(sorted({u.image_id for u in units})[:limit])
+        units = [u for u in units if u.image_id in keep]
+        ranked = [r for r in ranked if r.image_id in keep]
     if not units:
         raise JudgeError(
             "no reviewed images with ranked candidates in this workspace: calibration compares the judge with "

@@ -19,10 +19,10 @@ from tests.fakes.cohere_server import FakeCohereServer
 AGREEMENT, BIAS = 0.8, 0.2
 
 
-def calibrate(ws, judge: ScriptedJudge, resamples: int = 300):
+def calibrate(ws, judge: ScriptedJudge, resamples: int = 300, limit: int | None = None):
     with FakeCohereServer(api_key=API_KEY, responder=judge) as server:
         runner = JudgeRunner(ws, judge_config())
-        plan = service.plan_calibration(ws, runner, [load_prompt("v1")])
+        plan = service.plan_calibration(ws, runner, [load_prompt("v1")], limit)
         summary = run_jobs(ws, runner, [j for p in plan.pairs.values() for j in service.jobs_of(p)], server)
         results = service.calibration_results(ws, plan, n_resamples=resamples, confidence=0.95)
     return plan, summary, results["v1"], server
@@ -46,8 +46,12 @@ def inside(metric: dict, value: float) -> bool:
 
 def test_planted_agreement_kappa_and_position_bias_are_measured(reviewed):
     ws, truth = reviewed
-    plan, summary, result, server = calibrate(ws, ScriptedJudge(truth["better"], agreement=AGREEMENT, bias=BIAS))
-    assert summary.done == 2 * len(plan.units) and server.count() == summary.done  # both orders, nothing twice
+    plan, summary, result, server = calibrate(
+        ws, ScriptedJudge(truth["better"], agreement=AGREEMENT, bias=BIAS)
+    )
+    assert (
+        summary.done == 2 * len(plan.units) and server.count() == summary.done
+    )  # both orders, nothing twice
     m = result["metrics"]
     assert result["human_tie_rate"] == 0
     assert inside(m["accuracy_without_ties"], AGREEMENT)
@@ -62,7 +66,7 @@ def test_planted_agreement_kappa_and_position_bias_are_measured(reviewed):
 
 def test_a_judge_that_agrees_and_has_no_bias_reaches_the_humans(reviewed):
     ws, truth = reviewed
-    _, _, result, _ = calibrate(ws, ScriptedJudge(truth["better"]), resamples=50)
+    _, _, result, _ = calibrate(ws, ScriptedJudge(truth["better"]), resamples=50, limit=10)
     m = result["metrics"]
     assert m["accuracy_with_ties"]["value"] == 1.0 and m["position_consistency"]["value"] == 1.0
     assert m["cohen_kappa"]["value"] == pytest.approx(1.0) and m["kendall_tau"]["value"] > 0.8
@@ -75,7 +79,11 @@ def test_both_orders_remove_the_planted_position_bias_from_win_rates(reviewed):
         runner = JudgeRunner(ws, judge_config())
         plans, where = service.plan_win_rates(ws, runner, load_prompt("v1"), ["base", "aligned"], "test")
         run_jobs(ws, runner, [j for p in plans.values() for j in service.jobs_of(p)], server)
-    assert where == "test split" and list(plans) == [("aligned", "base")] and len(plans[("aligned", "base")]) == 30
+    assert (
+        where == "test split"
+        and list(plans) == [("aligned", "base")]
+        and len(plans[("aligned", "base")]) == 30
+    )
     result = service.win_rate_results(ws, plans, ["country"], 0.95)["aligned vs base"]
     pairs = plans[("aligned", "base")]
     truly_better = [truth["aligned_better"][p.image.id] for p in pairs]
@@ -101,17 +109,25 @@ def _captions(ws, pairs) -> list[tuple[str, str]]:
 
 def test_invalid_json_is_reasked_billed_and_then_reported(reviewed):
     ws, truth = reviewed
-    with FakeCohereServer(api_key=API_KEY, responder=ScriptedJudge(truth["better"], style="fenced")) as server:
+    with FakeCohereServer(
+        api_key=API_KEY, responder=ScriptedJudge(truth["better"], style="fenced")
+    ) as server:
         runner = JudgeRunner(ws, judge_config("limits.max_invalid_outputs=1"))
         plans, _ = service.plan_win_rates(ws, runner, load_prompt("v2"), ["base", "aligned"], "test")
         jobs = [j for p in plans.values() for j in service.jobs_of(p)]
         server.inject("invalid_caption", times=3, message="The first caption is better, clearly.")
         summary = run_jobs(ws, runner, jobs, server)
         assert summary.calls["invalid_output"] == 3 and server.count() == len(jobs) + 3
-        assert summary.done >= len(jobs) - 3  # each bad answer was asked again (one job may run out of re-asks)
+        assert (
+            summary.done >= len(jobs) - 3
+        )  # each bad answer was asked again (one job may run out of re-asks)
         ledger = ws.ledger_summary()
-        assert sum(r["calls"] for r in ledger if r["status"] == "invalid_output") == 3  # bad answers are billed too
-    with FakeCohereServer(api_key=API_KEY, responder=ScriptedJudge(truth["better"], style="malformed")) as server:
+        assert (
+            sum(r["calls"] for r in ledger if r["status"] == "invalid_output") == 3
+        )  # bad answers are billed too
+    with FakeCohereServer(
+        api_key=API_KEY, responder=ScriptedJudge(truth["better"], style="malformed")
+    ) as server:
         runner = JudgeRunner(ws, judge_config("limits.max_invalid_outputs=1"))
         plans, _ = service.plan_win_rates(ws, runner, load_prompt("v1"), ["base", "aligned"], "test")
         summary = run_jobs(ws, runner, [j for p in plans.values() for j in service.jobs_of(p)], server)
@@ -122,7 +138,7 @@ def test_invalid_json_is_reasked_billed_and_then_reported(reviewed):
 
 def test_a_judge_that_always_says_tie_is_labelled(reviewed):
     ws, truth = reviewed
-    _, _, result, _ = calibrate(ws, ScriptedJudge(truth["better"], style="tie"), resamples=20)
+    _, _, result, _ = calibrate(ws, ScriptedJudge(truth["better"], style="tie"), resamples=20, limit=6)
     assert result["judge_tie_rate"] == 1.0 and result["metrics"]["accuracy_without_ties"]["value"] is None
     assert any("called every pair a tie" in w for w in result["warnings"])
 
@@ -130,15 +146,19 @@ def test_a_judge_that_always_says_tie_is_labelled(reviewed):
 def test_inputs_the_judge_cannot_use_give_one_clear_message(reviewed, tmp_path):
     ws, _ = reviewed
     runner = JudgeRunner(ws, judge_config())
-    with pytest.raises(service.JudgeError, match="got only 'aligned'.*--mode rubric"):
+    with pytest.raises(service.JudgeError, match=r"got only 'aligned'.*--mode rubric"):
         service.check_systems(ws, ["aligned"], "pairwise")
     service.check_systems(ws, ["aligned"], "rubric")  # one system is fine for rubric scores
-    with pytest.raises(service.JudgeError, match="no generated captions for dpo; systems in this workspace: aligned, base"):
+    with pytest.raises(
+        service.JudgeError, match="no generated captions for dpo; systems in this workspace: aligned, base"
+    ):
         service.check_systems(ws, ["base", "dpo"], "pairwise")
     from data_tools.workspace import Workspace
 
-    with Workspace.open(tmp_path / "empty") as empty:
-        with pytest.raises(service.JudgeError, match="no reviewed images"):
-            service.plan_calibration(empty, JudgeRunner(empty, judge_config()), [load_prompt("v1")])
+    with (
+        Workspace.open(tmp_path / "empty") as empty,
+        pytest.raises(service.JudgeError, match="no reviewed images"),
+    ):
+        service.plan_calibration(empty, JudgeRunner(empty, judge_config()), [load_prompt("v1")])
     with pytest.raises(service.JudgeError, match="no image of the validation split"):
         service.plan_win_rates(ws, runner, load_prompt("v1"), ["base", "aligned"], "validation")

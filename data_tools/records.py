@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from data_tools.errors import UserError
+from data_tools.secrets import public_url
 
 METADATA_FIELDS = (
     "country",
@@ -229,7 +230,8 @@ def validate_metadata(
         meta.flags.append("no_license")
     meta.author = _text("author", raw.get("author"), max_field_chars)
     meta.source_id = _text("source_id", raw.get("source_id"), max_field_chars)
-    meta.source_url = _text("source_url", raw.get("source_url"), max_context_chars)
+    source_url = _text("source_url", raw.get("source_url"), max_context_chars)
+    meta.source_url = public_url(source_url) if source_url else None  # no user:password@, no signatures
     for name in required:
         if getattr(meta, name, None) in (None, [], ""):
             raise MetadataError(name, raw.get(name), "required by the configuration but missing")

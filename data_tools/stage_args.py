@@ -15,6 +15,7 @@ from pathlib import Path
 from data_tools.config import StageConfig, describe_config
 from data_tools.errors import UserError as BaseUserError
 from data_tools.logs import setup_logging
+from data_tools.secrets import redact
 
 log = logging.getLogger("data_tools")
 
@@ -84,5 +85,5 @@ def run_stage(
     except BaseUserError as exc:  # ConfigError, WorkspaceError, SourceError, every stage's own
         if getattr(args, "verbose", False):
             raise
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {redact(str(exc))}", file=sys.stderr)  # no registered key, ever
         return 2

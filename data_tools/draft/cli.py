@@ -7,7 +7,8 @@
     python -m data_tools.draft --workspace ws --limit 10
 
 Reruns only call for candidates not yet drafted (also after ``kill -9``); ``mirada status`` shows
-the spend. Keys come from the environment only (``CO_API_KEY``; ``CO_API_URL`` for the base URL).
+the spend. Several processes may draft one workspace at once: each candidate is claimed in the
+workspace before its call, and the budget is checked against every process's spend and reservations. Keys come from the environment only (``CO_API_KEY``; ``CO_API_URL`` for the base URL).
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def print_summary(summary: DraftSummary, workspace: Workspace, budget: float | N
     table.add_row(
         "not started", str(summary.not_started) + (" (budget reached)" if summary.stopped_by_budget else "")
     )
+    if summary.held_elsewhere:
+        table.add_row("being drafted by another process (skipped)", str(summary.held_elsewhere))
     table.add_row("API calls", ", ".join(f"{k}={v}" for k, v in sorted(summary.calls.items())) or "0")
     table.add_row(
         "spent this run",

@@ -86,6 +86,14 @@ class Limits(StageConfig):
         1.0, ge=0, description="first retry delay without a Retry-After header; doubles each attempt"
     )
     max_backoff_s: float = Field(60.0, ge=0, description="longest wait between attempts")
+    claim_ttl_s: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "a claim or reservation of another process whose heartbeat is older than this is treated as dead "
+            "(a dead process on this machine is noticed at once)"
+        ),
+    )
 
 
 def _default_prices() -> dict[str, Price]:

@@ -5,11 +5,14 @@ over everything that changes the result (image, backend, model, prompt version a
 strategy, variant, perturbation, generation parameters) and nothing that does not (concurrency,
 limits). A job whose key is already ``done`` in the workspace is never sent again.
 
-Running keeps at most ``limits.concurrency`` requests in flight. Before each attempt it reserves the
-attempt's *upper-bound* cost; if the workspace's spend plus everything reserved could pass the
-budget, no new request starts, in-flight ones finish, and the run stops cleanly. Every attempt is
-committed to the ledger (and its draft, when final) before the next decision, so ``kill -9`` at any
-moment loses at most the answers still in flight.
+Running keeps at most ``limits.concurrency`` requests in flight. Each candidate is *claimed* in the
+workspace before its first call, so other ``mirada draft`` processes on the same workspace skip it
+(a dead process's claims are taken over). Before each attempt the attempt's *upper-bound* cost is
+written to the ledger (write-ahead); if the workspace's spend plus every reservation of every
+process could pass the budget, no new request starts, in-flight ones finish, and the run stops
+cleanly. Every attempt is finalised in the ledger (with its draft, when final) before the next
+decision, so ``kill -9`` at any moment loses at most the answers still in flight, and those still
+count against the budget at their upper bound.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class DraftSummary:
     done: int = 0
     failed: int = 0
     not_started: int = 0
+    held_elsewhere: int = 0  # claimed by another live process on the same workspace
     stopped_by_budget: bool = False
     calls: Counter[str] = field(default_factory=Counter)
     by_strategy: dict[str, Counter[str]] = field(default_factory=dict)
@@ -87,7 +91,7 @@ class DraftSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "planned": self.planned, "cached": self.cached, "done": self.done, "failed": self.failed,
-            "not_started": self.not_started, "stopped_by_budget": self.stopped_by_budget, "calls": dict(self.calls),
+            "not_started": self.not_started, "held_elsewhere": self.held_elsewhere, "stopped_by_budget": self.stopped_by_budget, "calls": dict(self.calls),
             "by_strategy": {k: dict(v) for k, v in self.by_strategy.items()}, "failures": dict(self.failures),
             "spent_usd": round(self.spent_usd, 6), "uncertain_usd": round(self.uncertain_usd, 6),
             "seconds": round(self.seconds, 3),
@@ -128,10 +132,11 @@ def cache_key(image_id: str, backend: str, model: str, template_version: str, te
 class DraftRunner:
     """Drafts caption candidates for a workspace with one backend.
 
-    The paid-call loop (budget reservations, retries, re-asks, ledger) is shared with other kinds of
-    jobs through hooks a subclass overrides: ``_request`` (what to send), ``_parse`` (a valid answer
-    or ``InvalidOutput``), ``_draft``/``_done`` (the record of a failure/success),
-    ``_record_call``/``_save_result`` (how it is stored) and ``pending``. The judge reuses it so.
+    The paid-call loop (claims, write-ahead budget reservations, retries, re-asks, ledger) is shared
+    with other kinds of jobs through hooks a subclass overrides: ``pending`` and ``_claim`` (what is
+    still to do), ``_request`` (what to send), ``_parse`` (a valid answer or ``InvalidOutput``),
+    ``_draft``/``_done`` (the record of a failure/success) and ``_finish_call``/``_save_result`` (how
+    it is stored). The judge (``eval.judge.runner``) reuses it so.
     """
 
     kind = "draft"  # progress-bar label
@@ -260,18 +265,34 @@ class DraftRunner:
         summary = DraftSummary(planned=len(jobs))
         todo = self.pending(jobs)
         summary.cached = len(jobs) - len(todo)
-        spend = self.ws.spend()
-        state = _RunState(committed=spend["cost_usd"] + spend["uncertain_usd"])
+        ttl = self.config.limits.claim_ttl_s
+        self.ws.heartbeat(run_id)
+        lost, lost_usd = self.ws.reconcile_lost_calls(ttl_s=ttl)
+        if lost:
+            log.warning(
+                "%d call(s) were in flight when their process ended; their billing is unknown, so they count "
+                "against the budget at their upper bound ($%.4f)", lost, lost_usd,
+            )  # fmt: skip
+        state = _RunState()
         limiter = RateLimiter(self.config.limits.requests_per_minute, self.config.limits.tokens_per_minute)
         queue: asyncio.Queue[DraftJob] = asyncio.Queue()
         for job in todo:
             queue.put_nowait(job)
         started = time.perf_counter()
+        beat = asyncio.create_task(self._heartbeat(run_id, ttl))
         with progress_bar(total=len(todo), desc=f"{self.kind} ({self.config.backend})", unit="cand") as bar:
 
             async def worker() -> None:
                 while not state.stop and not queue.empty():
                     job = queue.get_nowait()
+                    claim = self._claim(job, run_id, ttl)
+                    if claim != "claimed":  # another process finished it, or is on it now
+                        if claim == "done":
+                            summary.cached += 1
+                        else:
+                            summary.held_elsewhere += 1
+                        bar.update(1)
+                        continue
                     try:
                         outcome = await self._run_job(job, run_id, limiter, state, summary)
                     except Exception as exc:  # one broken job (e.g. an image file gone) must not end the run
@@ -292,8 +313,9 @@ class DraftRunner:
             try:
                 await asyncio.gather(*workers)
             finally:
-                for task in workers:
+                for task in [*workers, beat]:
                     task.cancel()
+                self.ws.release_claims(run_id)
         summary.not_started += queue.qsize()
         summary.stopped_by_budget = state.budget_hit
         summary.spent_usd = state.run_spent
@@ -302,6 +324,13 @@ class DraftRunner:
         if state.auth_error:
             raise AuthError(state.auth_error)
         return summary
+
+    async def _heartbeat(self, run_id: int, ttl: float) -> None:
+        """Keep this run's claims and reservations alive for other processes (they take over after ``ttl``)."""
+        period = max(0.5, min(15.0, ttl / 4))
+        while True:
+            await asyncio.sleep(period)
+            self.ws.heartbeat(run_id)
 
     def _request(self, job: DraftJob) -> ChatRequest:
         path = self.ws.image_path(job.image)
@@ -353,59 +382,55 @@ class DraftRunner:
                 )
             await limiter.acquire(job.estimate.input_expected + job.estimate.output_expected)
             upper = base_upper * state.overrun  # grows if the provider ever billed above our upper bound
-            if not await self._reserve(state, upper):
+            call_id = await self._reserve(job, run_id, state, upper)
+            if call_id is None:
                 return (
                     "not_started"
                     if attempts == 0
                     else self._give_up(job, run_id, attempts, job_cost, "budget reached", summary)
                 )
-            retry_delay: float | None = None
+            attempts += 1
+            summary.calls["sent"] += 1
+            began = time.perf_counter()
             try:
-                attempts += 1
-                summary.calls["sent"] += 1
-                began = time.perf_counter()
-                try:
-                    response = await self.backend.chat(request)  # type: ignore[union-attr]
-                except BackendError as error:
-                    latency = time.perf_counter() - began
-                    uncertain = upper if error.kind in UNCERTAIN_BILLING else 0.0
-                    state.add(0.0, uncertain)
-                    summary.calls[error.kind] += 1
-                    call = self._call(job, error.kind, http_status=error.http_status, cost_upper_usd=uncertain,
-                                      latency_s=latency, error=redact(str(error)))  # fmt: skip
-                    if error.kind == "auth_error":
-                        self._record_call(call, run_id)
-                        state.stop = True
-                        state.auth_error = (
-                            f"{self.config.backend} rejected the credentials ({error}); check the API key"
-                        )
-                        return self._finish(job, "failed", "auth_error", summary, count=False)
-                    transient += error.transient
-                    final = not error.transient or transient >= limits.max_attempts
-                    reason = f"{error.kind}: {redact(str(error))}" + (
-                        f" (after {attempts} attempts)" if error.transient else ""
+                response = await self.backend.chat(request)  # type: ignore[union-attr]
+            except BackendError as error:
+                latency = time.perf_counter() - began
+                uncertain = upper if error.kind in UNCERTAIN_BILLING else 0.0
+                state.add(0.0, uncertain)
+                summary.calls[error.kind] += 1
+                call = self._call(job, error.kind, http_status=error.http_status, cost_upper_usd=uncertain,
+                                  latency_s=latency, error=redact(str(error)))  # fmt: skip
+                if error.kind == "auth_error":
+                    self._finish_call(call_id, call, run_id, None, release=job.cache_key)
+                    state.stop = True
+                    state.auth_error = (
+                        f"{self.config.backend} rejected the credentials ({redact(str(error))}); "
+                        "check the API key"
                     )
-                    draft = self._draft(job, "failed", attempts, job_cost, error=reason) if final else None
-                    self._record_call(call, run_id, draft)
-                    if final:
-                        return self._finish(job, "failed", error.kind, summary)
-                    delay = error.retry_after
-                    if delay is None:
-                        delay = min(
-                            limits.max_backoff_s, limits.backoff_s * 2 ** (transient - 1)
-                        ) * random.uniform(0.8, 1.2)
-                    delay = min(delay, limits.max_backoff_s)
-                    if error.kind == "rate_limited":
-                        limiter.pause(delay)
-                    log.debug("retrying %s after %s in %.2fs", job.cache_key[:10], error.kind, delay)
-                    retry_delay = delay
-                else:
-                    latency = time.perf_counter() - began
-            finally:
-                state.reserved -= upper  # released before any backoff, so a waiting job does not block others
-            if retry_delay is not None:
-                await asyncio.sleep(retry_delay)
+                    return self._finish(job, "failed", "auth_error", summary, count=False)
+                transient += error.transient
+                final = not error.transient or transient >= limits.max_attempts
+                reason = f"{error.kind}: {redact(str(error))}" + (
+                    f" (after {attempts} attempts)" if error.transient else ""
+                )
+                draft = self._draft(job, "failed", attempts, job_cost, error=reason) if final else None
+                # finalised before any backoff, so a waiting job (here or in another process) is not blocked
+                self._finish_call(call_id, call, run_id, draft, release=job.cache_key if final else None)
+                if final:
+                    return self._finish(job, "failed", error.kind, summary)
+                delay = error.retry_after
+                if delay is None:
+                    delay = min(
+                        limits.max_backoff_s, limits.backoff_s * 2 ** (transient - 1)
+                    ) * random.uniform(0.8, 1.2)
+                delay = min(delay, limits.max_backoff_s)
+                if error.kind == "rate_limited":
+                    limiter.pause(delay)
+                log.debug("retrying %s after %s in %.2fs", job.cache_key[:10], error.kind, delay)
+                await asyncio.sleep(delay)
                 continue
+            latency = time.perf_counter() - began
             cost = self._cost(response, job.estimate)
             if cost > upper:
                 # The estimate was not an upper bound for this provider: widen every later reservation.
@@ -435,17 +460,21 @@ class DraftRunner:
                                 error=f"invalid_output: {exc} (after {invalid} answers)")
                     if final else None
                 )  # fmt: skip
-                self._record_call(call, run_id, draft)
+                self._finish_call(call_id, call, run_id, draft, release=job.cache_key if final else None)
                 if final:
                     return self._finish(job, "failed", "invalid_output", summary)
                 continue
             summary.calls["ok"] += 1
             call = self._call(job, "ok", **self._usage(response), cost_usd=cost, latency_s=latency)
             draft = self._done(job, attempts, job_cost, parsed, response.text)
-            self._record_call(call, run_id, draft)
+            self._finish_call(call_id, call, run_id, draft, release=job.cache_key)
             return self._finish(job, "done", None, summary)
 
     # -- hooks a job kind overrides (see the class docstring) ---------------------------------------
+    def _claim(self, job: Any, run_id: int, ttl: float) -> str:
+        """``claimed``, ``held`` (another live process is on it) or ``done`` (someone finished it)."""
+        return self.ws.claim_draft(job.cache_key, run_id, ttl_s=ttl)
+
     def _parse(self, job: Any, text: str) -> Any:
         return parse_caption(text, output=self.config.output)
 
@@ -455,30 +484,37 @@ class DraftRunner:
             language=parsed.language or job.image.language, confidence=parsed.confidence, raw_text=text[:4000],
         )  # fmt: skip
 
-    def _record_call(self, call: CallRecord, run_id: int, result: Any = None) -> None:
-        """The ledger row and (if final) the job's result, in one transaction."""
-        self.ws.record_call(call, run_id, result)
+    def _finish_call(
+        self, call_id: int, call: CallRecord, run_id: int, result: Any, *, release: str | None
+    ) -> None:
+        """Finalise the reserved ledger row with the job's result (if final) and release its claim, atomically."""
+        self.ws.finish_call(call_id, call, run_id, result, release=release)
 
     def _save_result(self, result: Any, run_id: int) -> None:
         """A result that involved no API call (failed before sending)."""
         self.ws.save_draft(result, run_id)
 
-    async def _reserve(self, state: _RunState, upper: float) -> bool:
-        """Reserve ``upper`` USD against the budget; False once the budget cannot take this request.
+    async def _reserve(self, job: DraftJob, run_id: int, state: _RunState, upper: float) -> int | None:
+        """Write this attempt's ``upper`` USD to the ledger before it is sent; None once the budget cannot take it.
 
-        Requests in flight hold reservations that mostly come back (actual cost is far below the
-        upper bound), so when only they stand in the way we wait for them instead of stopping.
+        The check covers every process on the workspace (see ``Workspace.reserve_call``). Requests in
+        flight hold reservations that mostly come back (actual cost is far below the upper bound), so
+        when only live ones stand in the way we wait for them instead of stopping.
         """
-        budget = self.config.budget_usd
-        while budget is not None and state.committed + state.reserved + upper > budget + 1e-12:
-            if state.stop or state.committed + upper > budget + 1e-12:
+        while not state.stop:
+            reservation = self.ws.reserve_call(
+                self._call(job, "reserved", cost_upper_usd=upper),
+                run_id,
+                budget_usd=self.config.budget_usd,
+                ttl_s=self.config.limits.claim_ttl_s,
+            )
+            if reservation.call_id is not None:
+                return reservation.call_id
+            if not reservation.wait:
                 state.stop = state.budget_hit = True
-                return False
-            await asyncio.sleep(0.02)
-        if state.stop:
-            return False
-        state.reserved += upper
-        return True
+                return None
+            await asyncio.sleep(0.05)
+        return None
 
     def _give_up(
         self, job: DraftJob, run_id: int, attempts: int, cost: float, why: str, summary: DraftSummary
@@ -532,8 +568,6 @@ class DraftRunner:
 
 @dataclass
 class _RunState:
-    committed: float
-    reserved: float = 0.0
     run_spent: float = 0.0
     run_uncertain: float = 0.0
     stop: bool = False
@@ -542,6 +576,5 @@ class _RunState:
     auth_error: str | None = None
 
     def add(self, cost: float, uncertain: float) -> None:
-        self.committed += cost + uncertain
         self.run_spent += cost
         self.run_uncertain += uncertain

@@ -400,41 +400,23 @@ class ReviewService:
         return len(records)
 
     def import_jsonl(self, path: Path) -> PullSummary:
-        """Read responses (one JSON object per line: dataset, record_id, user, status, ranking, …)."""
+        """Import an answers file (format and accepted spellings: :mod:`data_tools.review.answers`).
+
+        Every problem in the file is reported at once, with line numbers, and then nothing is imported.
+        """
+        from data_tools.review.answers import AnswerFileError, read_answers
+
         items = self.ws.review_items()
-        responses, problems = [], []
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    key = (row["dataset"], row["record_id"])
-                    user = str(row["user"])
-                    status = row.get("status", "submitted")
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    problems.append(f"{path.name} line {number}: {type(exc).__name__}: {exc}")
-                    continue
-                if status not in ("submitted", "discarded", "draft"):
-                    problems.append(
-                        f"{path.name} line {number}: status {status!r} is not submitted/discarded/draft"
-                    )
-                    continue
-                item = items.get(key)
-                if item is None:
-                    problems.append(
-                        f"{path.name} line {number}: record {key[1][:12]}… of {key[0]} was never exported"
-                    )
-                    continue
-                unknown = set(ranking_from_value(row.get("ranking"))) - set(item.slots)
-                if unknown:
-                    problems.append(f"{path.name} line {number}: unknown candidate slots {sorted(unknown)}")
-                    continue
-                responses.append(response_from_values(item, user, user, status, row, "import"))
-        if problems:
-            raise ReviewError(
-                "the review file has errors; nothing was imported:\n  " + "\n  ".join(problems[:20])
+        try:
+            answers = read_answers(path, items, self.config.ui_dir)
+        except AnswerFileError as exc:
+            raise ReviewError(str(exc)) from None
+        responses = [
+            response_from_values(
+                items[(a.dataset, a.record_id)], a.user, a.user, a.status, a.values, "import"
             )
+            for a in answers
+        ]
         return self._store(responses, PullSummary())
 
     # -- storing and aggregating ------------------------------------------------------------------

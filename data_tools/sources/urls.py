@@ -22,6 +22,7 @@ from pydantic import Field
 from data_tools import __version__
 from data_tools.config import StageConfig
 from data_tools.records import METADATA_FIELDS
+from data_tools.secrets import public_url, redact
 from data_tools.sources.base import SourceConfig, SourceError, SourceItem, fingerprint_of, map_columns
 
 _MAGIC = (
@@ -100,7 +101,7 @@ def download(client: httpx.Client, url: str, config: DownloadConfig) -> bytes:
         except httpx.TimeoutException:
             last = f"timed out after {config.timeout_s}s"
         except httpx.TransportError as exc:
-            last = f"{type(exc).__name__}: {exc}"
+            last = redact(f"{type(exc).__name__}: {exc}")  # never a signed URL's credentials
         if attempt < config.retries:
             time.sleep(delay)
     raise SourceError("download_failed", f"{last} after {config.retries + 1} attempts")
@@ -183,16 +184,19 @@ def iter_url_list(
                 display=origin,
                 fingerprint=fingerprint_of(url),
                 fetch=None,
-                error=SourceError("invalid_url", f"{url_column}={url!r} is not an http(s) URL"),
+                error=SourceError("invalid_url", f"{url_column}={public_url(url)!r} is not an http(s) URL"),
             )
             continue
         meta = map_columns(row, config, METADATA_FIELDS)
-        meta.setdefault("source_url", url)
+        # The full URL (user:password@, a pre-signed query) is only used to fetch; what is stored,
+        # logged and exported is the public part, so credentials never reach an export or a card.
+        shown = public_url(url)
+        meta["source_url"] = public_url(str(meta.get("source_url") or url))
         yield SourceItem(
-            input_key=f"url:{url}",
+            input_key=f"url:{shown}",
             source=source,
-            display=url,
-            fingerprint=fingerprint_of(url, meta, config_sig),
+            display=shown,
+            fingerprint=fingerprint_of(shown, meta, config_sig),
             fetch=lambda u=url: download(client, u, download_config),
             metadata=meta,
             origin=origin,

@@ -1,8 +1,9 @@
 """Workspace tables of the judge: verdicts (cached like drafts) and calibrations of judge prompts.
 
-A verdict is written in the same transaction as the ledger row of the call that produced it (the
-draft stage's ``_insert_call``), so a killed judge run never loses a paid answer, and the judge's
-spend counts against the same ``--budget-usd`` as drafting's. A calibration stores each prompt's
+Verdicts use the draft stage's claims and write-ahead ledger (``claim_work``, ``reserve_call``,
+``_finalise_call``): a verdict is stored in the same transaction that finalises the ledger row of
+the call that produced it, so a killed judge run never loses a paid answer, two processes never
+pay for one verdict, and the judge's spend counts against the same ``--budget-usd`` as drafting's. A calibration stores each prompt's
 agreement figures; the one marked ``chosen`` is the workspace's calibrated judge.
 """
 
@@ -15,6 +16,14 @@ from typing import Any
 
 from data_tools.workspace._base import StoreMixin, now
 from data_tools.workspace.drafts import CallRecord
+
+_VERDICT_DONE = "SELECT 1 FROM judge_verdicts WHERE cache_key = ? AND status = 'done'"
+# A done verdict is paid work: a later outcome for the same key (another process's failure after a
+# takeover) adds its attempts and cost but never replaces the verdict.
+_KEEP_DONE = ", ".join(
+    f"{column} = CASE WHEN judge_verdicts.status = 'done' THEN judge_verdicts.{column} ELSE excluded.{column} END"
+    for column in ("status", "verdict_json", "raw_text", "error", "run_id")
+)
 
 
 @dataclass
@@ -60,10 +69,22 @@ class JudgeStoreMixin(StoreMixin):
             for row in self._query("SELECT cache_key, status, attempts FROM judge_verdicts")
         }
 
-    def record_judge_call(self, call: CallRecord, run_id: int, verdict: VerdictRecord | None = None) -> None:
-        """Append ``call`` to the ledger and, if given, upsert ``verdict`` — in one transaction."""
+    def claim_verdict(self, cache_key: str, run_id: int, *, ttl_s: float) -> str:
+        """Claim a verdict before paying for it (see ``claim_work``): ``claimed``, ``held`` or ``done``."""
+        return self.claim_work("judge", cache_key, run_id, ttl_s=ttl_s, done_sql=_VERDICT_DONE)  # type: ignore[attr-defined]
+
+    def finish_judge_call(
+        self,
+        call_id: int,
+        call: CallRecord,
+        run_id: int,
+        verdict: VerdictRecord | None,
+        *,
+        release: str | None,
+    ) -> None:
+        """Finalise the reserved ledger row, store ``verdict`` and release the claim — in one transaction."""
         with self.transaction() as db:
-            self._insert_call(db, call, run_id)  # type: ignore[attr-defined]
+            self._finalise_call(db, call_id, call, run_id, release)  # type: ignore[attr-defined]
             if verdict is not None:
                 self._upsert_verdict(db, verdict, run_id)
 
@@ -77,10 +98,10 @@ class JudgeStoreMixin(StoreMixin):
             """INSERT INTO judge_verdicts (cache_key, image_id, mode, prompt_version, prompt_sha256, backend, model,
                  params_json, subject_json, status, verdict_json, raw_text, attempts, error, cost_usd, run_id, updated_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT(cache_key) DO UPDATE SET status = excluded.status, verdict_json = excluded.verdict_json,
-                 raw_text = excluded.raw_text, attempts = judge_verdicts.attempts + excluded.attempts,
-                 error = excluded.error, cost_usd = judge_verdicts.cost_usd + excluded.cost_usd,
-                 run_id = excluded.run_id, updated_at = excluded.updated_at""",
+               ON CONFLICT(cache_key) DO UPDATE SET """
+            + _KEEP_DONE
+            + """, attempts = judge_verdicts.attempts + excluded.attempts,
+                 cost_usd = judge_verdicts.cost_usd + excluded.cost_usd, updated_at = excluded.updated_at""",
             (
                 v.cache_key, v.image_id, v.mode, v.prompt_version, v.prompt_sha256, v.backend, v.model,
                 json.dumps(v.params, sort_keys=True), json.dumps(v.subject, sort_keys=True, ensure_ascii=False),

@@ -191,6 +191,26 @@ def m005_run_owner(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
 
 
+def m006_claims(db: sqlite3.Connection) -> None:
+    """Paid work claimed in the database: claims per work key, a heartbeat per run, and a write-ahead ledger.
+
+    A claim (``work_key`` -> the run holding it) is taken before a paid call, so two processes on one
+    workspace never pay for the same candidate; the run's ``heartbeat_at`` (unix seconds) and its
+    pid/host tell a live owner from a dead one. An ``api_calls`` row with status ``reserved`` is written
+    before a request leaves and finalised after it, so a killed process's call still counts against
+    the budget at its upper bound.
+    """
+    db.execute("ALTER TABLE runs ADD COLUMN heartbeat_at REAL")
+    db.execute(
+        """CREATE TABLE claims (
+            work_key TEXT PRIMARY KEY,
+            stage TEXT NOT NULL,
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            claimed_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX claims_run ON claims(run_id)")
+    db.execute("CREATE INDEX api_calls_status ON api_calls(status)")
 def m008_generations(db: sqlite3.Connection) -> None:
     """Split assignments recorded by prefs, generated captions per system, and memoised file hashes.
 
@@ -292,6 +312,7 @@ MIGRATIONS: list[Migration] = [
     m003_reviews,
     m004_review_content,
     m005_run_owner,
+    m006_claims,
     m008_generations,
     m011_judge,
 ]

@@ -140,8 +140,13 @@ class JudgeRunner(DraftRunner):
     def _done(self, job: JudgeJob, attempts: int, cost: float, parsed: Any, text: str) -> VerdictRecord:
         return self._draft(job, "done", attempts, cost, verdict=parsed.model_dump(), raw_text=text[:4000])
 
-    def _record_call(self, call: CallRecord, run_id: int, result: Any = None) -> None:
-        self.ws.record_judge_call(call, run_id, result)
+    def _claim(self, job: JudgeJob, run_id: int, ttl: float) -> str:
+        return self.ws.claim_verdict(job.cache_key, run_id, ttl_s=ttl)
+
+    def _finish_call(
+        self, call_id: int, call: CallRecord, run_id: int, result: Any, *, release: str | None
+    ) -> None:
+        self.ws.finish_judge_call(call_id, call, run_id, result, release=release)
 
     def _save_result(self, result: Any, run_id: int) -> None:
         self.ws.save_verdict(result, run_id)

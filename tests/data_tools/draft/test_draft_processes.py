@@ -1,0 +1,136 @@
+"""Several ``mirada draft`` processes on one workspace, and ``kill -9`` mid-call, against one budget.
+
+What a team really does: two teammates start drafting on the same workspace, or a laptop kills the
+process while requests are in flight. The server (the real Cohere SDK talks to it over HTTP) is the
+judge: it counts what was requested and what it billed, whatever the workspace believes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from data_tools.draft.config import DraftConfig
+from tests.data_tools.draft.draft_helpers import API_KEY, FAST, draft_key
+from tests.fakes.cohere_server import FakeCohereServer
+
+ROOT = Path(__file__).resolve().parents[3]
+CANDIDATES = 44
+
+
+def server_spend(server: FakeCohereServer) -> float:
+    """What the server billed (its ``billed_units``) at the configured price, answered or not."""
+    price = DraftConfig().price()
+    total = 0.0
+    for request in server.chat_requests:
+        if request.usage:
+            billed = request.usage["billed_units"]
+            total += (billed["input_tokens"] * price.input + billed["output_tokens"] * price.output) / 1e6
+    return total
+
+
+def waiting(server: FakeCohereServer, since: int) -> int:
+    """Requests received after the first ``since`` that have no answer yet."""
+    return sum(1 for r in server.chat_requests[since:] if r.responded_monotonic is None)
+
+
+def draft_command(workspace: Path, *args: str) -> list[str]:
+    settings = [item for pair in (("--set", o) for o in FAST) for item in pair]
+    return [sys.executable, "-m", "data_tools.draft", "-w", str(workspace), "-q", *settings, *args]
+
+
+def environment(server: FakeCohereServer, key: str = API_KEY) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("CO_API_KEY", "CO_API_URL")}
+    return {**env, "CO_API_KEY": key, "CO_API_URL": server.url}
+
+
+def run_together(commands: list[list[str]], env: dict[str, str]) -> list[subprocess.CompletedProcess]:
+    processes = [
+        subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for cmd in commands
+    ]
+    results = []
+    for cmd, process in zip(commands, processes, strict=True):
+        out, err = process.communicate(timeout=120)
+        results.append(subprocess.CompletedProcess(cmd, process.returncode, out, err))
+    return results
+
+
+def test_two_processes_never_request_a_candidate_twice_and_share_the_budget(collected):
+    budget = 0.03  # about half the candidates
+    with FakeCohereServer(api_key=API_KEY, key_fn=draft_key, latency_s=0.15) as server:
+        env = environment(server)
+        cmd = draft_command(collected.root, "--budget-usd", str(budget), "--set", "limits.concurrency=4")
+        for result in run_together([cmd, cmd], env):
+            assert result.returncode == 0, result.stderr
+        assert server_spend(server) <= budget  # the cap holds for both processes together
+        done = len(collected.drafts(status="done"))
+        assert 0 < done < CANDIDATES
+        assert max(server.counts_by_key().values()) == 1  # no candidate was asked for by both
+
+        # with room in the budget, two processes finish the work between them, still one request each
+        cmd = draft_command(collected.root, "--budget-usd", "10", "--set", "limits.concurrency=4")
+        results = run_together([cmd, cmd], env)
+        assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+        assert len(collected.drafts(status="done")) == CANDIDATES
+        counts = server.counts_by_key()
+        assert len(counts) == CANDIDATES and set(counts.values()) == {1}
+        assert collected.claims() == {}  # every claim was released
+        ledger = collected._query("SELECT status, COUNT(*) FROM api_calls GROUP BY status")
+        assert {row[0]: row[1] for row in ledger} == {"ok": CANDIDATES}
+
+
+def test_repeated_kill_mid_call_never_passes_the_budget(collected):
+    budget = 0.10  # ~17 upper bounds of $0.006: each kill may strand 4 of them
+    concurrency = 4
+    with FakeCohereServer(api_key=API_KEY, key_fn=draft_key, latency_s=0.4) as server:
+        env = environment(server)
+        cmd = draft_command(
+            collected.root, "--budget-usd", str(budget), "--set", f"limits.concurrency={concurrency}"
+        )
+        kills = 0
+        for _ in range(5):
+            before = len(server.chat_requests)
+            process = subprocess.Popen(
+                cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            deadline = time.time() + 30
+            # kill while requests are on the wire (the server holds each one for its latency)
+            while time.time() < deadline and process.poll() is None and waiting(server, before) < 2:
+                time.sleep(0.01)
+            if process.poll() is None and waiting(server, before) >= 2:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+            process.wait()
+        assert kills >= 3
+        time.sleep(0.5)  # the killed processes' requests finish (and are billed) server-side
+        final = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert final.returncode == 0, final.stderr
+        spend = collected.spend()
+        assert server_spend(server) <= budget
+        assert spend["cost_usd"] + spend["uncertain_usd"] <= budget + 1e-9
+        statuses = {row[0] for row in collected._query("SELECT DISTINCT status FROM api_calls")}
+        assert (
+            "lost" in statuses and "reserved" not in statuses
+        )  # killed calls reconciled at their upper bound
+
+
+def test_an_endpoint_echoing_the_key_in_a_401_never_shows_it(collected):
+    secret = "co-live-key-9f8e7d6c5b"
+    with FakeCohereServer(key_fn=draft_key) as server:
+        server.inject("401", times=None, message=f"invalid api token {secret}")
+        result = subprocess.run(
+            draft_command(collected.root), env=environment(server, secret), cwd=ROOT, capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+        assert server.chat_requests and all(r.api_key == secret for r in server.chat_requests)
+    assert result.returncode == 2
+    assert "rejected the credentials" in result.stderr and "Traceback" not in result.stderr
+    assert secret not in result.stdout + result.stderr
+    for path in collected.root.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

@@ -11,13 +11,14 @@ A file holds ``version``, ``criteria`` (name -> what it means; Jinja, may use ``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import Environment, StrictUndefined, TemplateError
+from jinja2 import Environment, StrictUndefined, Template, TemplateError
 
 from data_tools.errors import UserError
 
@@ -25,6 +26,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO_ROOT / "configs" / "prompts" / "judge"
 REQUIRED = ("version", "criteria", "system", "pairwise", "rubric")
 CRITERIA = ("cultural_accuracy", "specificity", "respect", "faithfulness", "fluency")
+
+
+_ENV = Environment(undefined=StrictUndefined, keep_trailing_newline=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(text: str) -> Template:
+    """Compile each template text once: planning renders thousands of prompts from a handful of texts."""
+    return _ENV.from_string(text)
 
 
 class JudgePromptError(UserError, ValueError):
@@ -42,10 +52,9 @@ class JudgePrompt:
     rubric_template: str
 
     def _render(self, template: str, context: dict[str, Any]) -> str:
-        env = Environment(undefined=StrictUndefined, keep_trailing_newline=False)
-        criteria = {name: env.from_string(text).render(**context) for name, text in self.criteria.items()}
         try:
-            return env.from_string(template).render(**context, criteria=criteria).strip()
+            criteria = {name: _compiled(text).render(**context) for name, text in self.criteria.items()}
+            return _compiled(template).render(**context, criteria=criteria).strip()
         except TemplateError as exc:
             raise JudgePromptError(f"{self.path.name}: {exc}") from None
 

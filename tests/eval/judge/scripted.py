@@ -61,3 +61,8 @@ class ScriptedJudge:
             {"criteria": {"cultural_accuracy": winner}, "winner": winner, "reason": "scripted"}
         )
         return f"```json\n{answer}\n```" if self.style == "fenced" else answer
+
+
+def first_wins(body: dict[str, Any]) -> str:
+    """A valid verdict for any request (the benchmark's server answers with it): always the first caption."""
+    return json.dumps({"criteria": {"respect": "A"}, "winner": "A", "reason": "benchmark"})

@@ -162,3 +162,34 @@ def test_inputs_the_judge_cannot_use_give_one_clear_message(reviewed, tmp_path):
         service.plan_calibration(empty, JudgeRunner(empty, judge_config()), [load_prompt("v1")])
     with pytest.raises(service.JudgeError, match="no image of the validation split"):
         service.plan_win_rates(ws, runner, load_prompt("v1"), ["base", "aligned"], "validation")
+
+
+@pytest.mark.slow
+def test_local_backend_judges_with_a_transformers_model_at_no_cost(reviewed, tiny_model):
+    """The local backend is drafting's (same factory): a random tiny VLM answers no valid JSON, which is
+    re-asked, recorded per verdict at zero cost, and reported instead of guessed."""
+    import asyncio
+
+    from data_tools.draft.cli import make_backend
+
+    ws, _ = reviewed
+    config = judge_config("backend=local", f"local.model={tiny_model('qwen2_5_vl')}", "max_tokens=16",
+                          "limits.max_invalid_outputs=1")  # fmt: skip
+    runner = JudgeRunner(ws, config)
+    plans, _ = service.plan_win_rates(ws, runner, load_prompt("v1"), ["base", "aligned"], "test")
+    pairs = {("aligned", "base"): plans[("aligned", "base")][:1]}
+    jobs = service.jobs_of(pairs[("aligned", "base")])
+    runner.backend = make_backend(config)
+
+    async def go():
+        try:
+            return await runner.run(jobs, ws.start_run("judge", {}))
+        finally:
+            await runner.backend.aclose()
+
+    summary = asyncio.run(go())
+    assert summary.done + summary.failed == 2 and summary.spent_usd == 0
+    calls = ws._query("SELECT backend, input_tokens, cost_usd, status FROM api_calls")
+    assert calls and all(c[0] == "local" and c[1] > 0 and c[2] == 0 for c in calls)
+    result = service.win_rate_results(ws, pairs, ["country"], 0.95)["aligned vs base"]
+    assert result["judged"] + sum(result["failed_verdicts"].values()) >= 1

@@ -123,6 +123,13 @@ class JudgeStoreMixin(StoreMixin):
                 rows += self._query(f"SELECT * FROM judge_verdicts WHERE cache_key IN ({marks})", chunk)
         return {row["cache_key"]: VerdictRecord.from_sql(row) for row in rows}
 
+    def verdict_prompt_hashes(self) -> dict[str, set[str]]:
+        """``prompt_version -> {prompt file sha256}`` seen in recorded verdicts."""
+        result: dict[str, set[str]] = {}
+        for row in self._query("SELECT DISTINCT prompt_version, prompt_sha256 FROM judge_verdicts"):
+            result.setdefault(row[0], set()).add(row[1])
+        return result
+
     def save_calibrations(self, rows: list[dict[str, Any]], chosen: str | None, run_id: int | None) -> None:
         """Store one calibration per prompt version (``{"prompt_version", "backend", "model", "metrics"}``)."""
         with self.transaction() as db:

@@ -26,6 +26,7 @@ from typing import Any
 from data_tools.config import load_config
 from data_tools.draft.cli import _run, make_backend
 from data_tools.draft.runner import AuthError, DraftSummary
+from data_tools.review.agreement import agreement
 from data_tools.stage_args import UserError, add_common_args, add_config_args, run_stage
 from data_tools.workspace import Workspace
 from eval.judge import report, service
@@ -139,6 +140,8 @@ def calibrate_main(argv: Sequence[str] | None, prog: str) -> int:
                 runner = JudgeRunner(workspace, config)
             except ValueError as exc:  # unknown price
                 raise UserError(str(exc)) from None
+            for warning in runner.prompt_warnings(prompts):
+                print(f"warning: {warning}")
             plan = service.plan_calibration(workspace, runner, prompts, args.limit)
             jobs = [job for plans in plan.pairs.values() for job in service.jobs_of(plans)]
             print(f"calibration: {len(plan.units)} reviewed candidate pairs on {len({u.image_id for u in plan.units})} "
@@ -158,7 +161,9 @@ def calibrate_main(argv: Sequence[str] | None, prog: str) -> int:
                  for v, r in results.items()], chosen, run_id,
             )  # fmt: skip
             out = workspace.root / "exports" / "eval" / "judge-calibration"
-            data = {"backend": config.backend, "model": config.model, "chosen": chosen, "prompts": results}
+            annotators = agreement(workspace.review_responses(), workspace.review_items())
+            data = {"backend": config.backend, "model": config.model, "chosen": chosen, "prompts": results,
+                    "annotator_agreement": annotators}  # the review stage's own figures, for reference  # fmt: skip
             report.write_json(out / "calibration.json", data)
             (out / "calibration.md").write_text(
                 report.calibration_markdown(results, chosen), encoding="utf-8"
@@ -191,6 +196,8 @@ def judge_main(argv: Sequence[str] | None, prog: str) -> int:
             calibration = calibrated if calibrated and calibrated["prompt_version"] == version else None
             prompt = load_prompt(version, config.prompts_dir)
             service.check_systems(workspace, systems, config.mode)
+            for warning in runner.prompt_warnings([prompt]):
+                print(f"warning: {warning}")
             trust = report.trust_label(calibration)
             print(f"judge: {config.model} with prompt {version}; {trust}")
             if config.mode == "pairwise":

@@ -112,6 +112,16 @@ class JudgeRunner(DraftRunner):
             image, "rubric", prompt, text, [item[1]], {"item": item[0], "item_sha": sha(item[1])[:16]}
         )
 
+    def prompt_warnings(self, prompts: list[JudgePrompt]) -> list[str]:
+        """Warnings for judge prompts edited after verdicts were made with the same version."""
+        seen = self.ws.verdict_prompt_hashes()
+        return [
+            f"judge prompt {p.path.name} changed since verdicts were made with version {p.version!r}; cached verdicts "
+            "are reused: save the new text as a new version to judge again with it"
+            for p in prompts
+            if seen.get(p.version, set()) - {p.sha256}
+        ]
+
     def pending(self, jobs: list[Any]) -> list[Any]:
         states = self.ws.verdict_states()
         return [job for job in jobs if states.get(job.cache_key, ("", 0))[0] != "done"]

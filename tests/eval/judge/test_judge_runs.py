@@ -193,3 +193,21 @@ def test_local_backend_judges_with_a_transformers_model_at_no_cost(reviewed, tin
     assert calls and all(c[0] == "local" and c[1] > 0 and c[2] == 0 for c in calls)
     result = service.win_rate_results(ws, pairs, ["country"], 0.95)["aligned vs base"]
     assert result["judged"] + sum(result["failed_verdicts"].values()) >= 1
+
+
+def test_an_edited_prompt_without_a_new_version_is_reported(reviewed, tmp_path):
+    import shutil
+
+    ws, truth = reviewed
+    prompts = tmp_path / "prompts"
+    shutil.copytree(load_prompt("v1").path.parent, prompts)
+    with FakeCohereServer(api_key=API_KEY, responder=ScriptedJudge(truth["better"])) as server:
+        runner = JudgeRunner(ws, judge_config(f"prompts_dir={prompts}"))
+        prompt = load_prompt("v1", prompts)
+        plans, _ = service.plan_win_rates(ws, runner, prompt, ["base", "aligned"], "test")
+        run_jobs(ws, runner, service.jobs_of(plans[("aligned", "base")])[:2], server)
+    assert runner.prompt_warnings([prompt]) == []
+    path = prompts / "v1.yaml"
+    path.write_text(path.read_text().replace("careful evaluator", "strict evaluator"))
+    (warning,) = runner.prompt_warnings([load_prompt("v1", prompts)])
+    assert "v1.yaml changed since verdicts were made with version 'v1'" in warning

@@ -35,6 +35,8 @@ _SECRET_PARAMS = frozenset(
         "hf_token", "code",
     )
 )  # fmt: skip
+# An Authorization value echoed back in an error body: "Bearer <token>", "Basic <base64 user:password>".
+_AUTH_VALUE = re.compile(r"\b(Bearer|Basic)(\s+)[A-Za-z0-9+/=._~-]{8,}", re.IGNORECASE)
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>()\[\]{}]+")
 
 
@@ -74,7 +76,7 @@ def redact(text: str) -> str:
             text = text.replace(secret, "***")
     if "://" in text:
         text = _URL.sub(lambda match: public_url(match.group(0)), text)
-    return text
+    return _AUTH_VALUE.sub(r"\1\2***", text)
 
 
 class RedactingFilter(logging.Filter):

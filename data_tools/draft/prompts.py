@@ -57,6 +57,14 @@ class PromptError(ValueError):
     """A prompt template is missing or malformed; the message names the file."""
 
 
+@functools.lru_cache(maxsize=512)
+def compile_template(body: str, *, strict: bool = False) -> Any:
+    """The compiled Jinja template of ``body``, compiled once: planning renders it for every job."""
+    from jinja2 import StrictUndefined, Template, Undefined
+
+    return Template(body, undefined=StrictUndefined if strict else Undefined, lstrip_blocks=strict)
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     language: str
@@ -72,14 +80,12 @@ class PromptTemplate:
 
     def render(self, strategy: str, context: dict[str, Any], *, perturbation: str | None = None) -> str:
         """The user prompt for ``strategy`` (and ``perturbation``) with ``context`` filled in."""
-        from jinja2 import StrictUndefined, Template
-
         body = self.strategies[strategy]
         if strategy == "perturbed":
             if perturbation not in body:
                 raise PromptError(f"{self.path}: no perturbed prompt {perturbation!r}")
             body = body[perturbation]
-        text = Template(body, undefined=StrictUndefined, lstrip_blocks=True).render(**context)
+        text = compile_template(body, strict=True).render(**context)
         # Lines whose only content was a false {% if %} vanish, so absent metadata leaves no gap.
         return "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
 

@@ -37,6 +37,7 @@ from data_tools.draft.prompts import (
     PromptError,
     PromptLibrary,
     PromptTemplate,
+    compile_template,
     country_name,
 )
 from data_tools.draft.ratelimit import RateLimiter
@@ -133,10 +134,11 @@ class DraftRunner:
     """Drafts caption candidates for a workspace with one backend.
 
     The paid-call loop (claims, write-ahead budget reservations, retries, re-asks, ledger) is shared
-    with other kinds of jobs through hooks a subclass overrides: ``pending`` and ``_claim`` (what is
-    still to do), ``_request`` (what to send), ``_parse`` (a valid answer or ``InvalidOutput``),
-    ``_draft``/``_done`` (the record of a failure/success) and ``_finish_call``/``_save_result`` (how
-    it is stored). The judge (``eval.judge.runner``) reuses it so.
+    with other kinds of jobs through hooks a subclass overrides: ``pending``, ``_taken`` and
+    ``_reserve_call`` (what is still to do, and its claim), ``_request`` (what to send), ``_parse``
+    (a valid answer or ``InvalidOutput``), ``_draft``/``_done`` (the record of a failure/success)
+    and ``_finish_call``/``_save_result`` (how it is stored). The judge (``eval.judge.runner``)
+    reuses it so.
     """
 
     kind = "draft"  # progress-bar label
@@ -212,9 +214,7 @@ class DraftRunner:
             context = self._context(image, template)
             prompt = template.render(strategy, context, perturbation=perturbation)
             answer = template.output_json if self.config.output == "json" else template.output_text
-            from jinja2 import Template
-
-            prompt = prompt + "\n\n" + Template(answer).render(**context)
+            prompt = prompt + "\n\n" + compile_template(answer).render(**context)
         except PromptError as exc:
             key = cache_key(image.id, self.config.backend, self.config.model, self.config.prompt_version, "?",
                             strategy, variant, None, params)  # fmt: skip
@@ -285,16 +285,15 @@ class DraftRunner:
             async def worker() -> None:
                 while not state.stop and not queue.empty():
                     job = queue.get_nowait()
-                    claim = self._claim(job, run_id, ttl)
-                    if claim != "claimed":  # another process finished it, or is on it now
-                        if claim == "done":
-                            summary.cached += 1
-                        else:
-                            summary.held_elsewhere += 1
-                        bar.update(1)
-                        continue
+                    # Cheap, lock-free: skip what another process finished or holds; the claim itself is
+                    # taken with the first reservation (one transaction), which checks again.
+                    taken = self._taken(job, run_id, ttl)
                     try:
-                        outcome = await self._run_job(job, run_id, limiter, state, summary)
+                        outcome = (
+                            f"{taken}_elsewhere"
+                            if taken
+                            else await self._run_job(job, run_id, limiter, state, summary)
+                        )
                     except Exception as exc:  # one broken job (e.g. an image file gone) must not end the run
                         log.error("%s failed unexpectedly: %s", job.cache_key[:12], exc)
                         error = f"internal_error: {type(exc).__name__}: {redact(str(exc))}"
@@ -303,6 +302,10 @@ class DraftRunner:
                     if outcome == "not_started":
                         summary.not_started += 1
                         continue
+                    if outcome == "done_elsewhere":
+                        summary.cached += 1
+                    elif outcome == "held_elsewhere":
+                        summary.held_elsewhere += 1
                     bar.update(1)
                     bar.set_postfix(spent=f"${state.run_spent:.4f}", failed=summary.failed, refresh=False)
 
@@ -382,7 +385,9 @@ class DraftRunner:
                 )
             await limiter.acquire(job.estimate.input_expected + job.estimate.output_expected)
             upper = base_upper * state.overrun  # grows if the provider ever billed above our upper bound
-            call_id = await self._reserve(job, run_id, state, upper)
+            call_id = await self._reserve(job, run_id, state, upper, claim=attempts == 0)
+            if isinstance(call_id, str):  # another process finished or holds it: nothing was sent
+                return call_id
             if call_id is None:
                 return (
                     "not_started"
@@ -471,9 +476,14 @@ class DraftRunner:
             return self._finish(job, "done", None, summary)
 
     # -- hooks a job kind overrides (see the class docstring) ---------------------------------------
-    def _claim(self, job: Any, run_id: int, ttl: float) -> str:
-        """``claimed``, ``held`` (another live process is on it) or ``done`` (someone finished it)."""
-        return self.ws.claim_draft(job.cache_key, run_id, ttl_s=ttl)
+    def _taken(self, job: Any, run_id: int, ttl: float) -> str | None:
+        """``done``/``held`` when another process finished or holds the job (a lock-free read)."""
+        return self.ws.draft_taken(job.cache_key, run_id, ttl_s=ttl)
+
+    def _reserve_call(self, call: CallRecord, run_id: int, *, budget_usd: float | None, ttl_s: float,
+                      claim: bool) -> Any:  # fmt: skip
+        """The write-ahead ledger row (and, on a first attempt, the job's claim) in one transaction."""
+        return self.ws.reserve_draft_call(call, run_id, budget_usd=budget_usd, ttl_s=ttl_s, claim=claim)
 
     def _parse(self, job: Any, text: str) -> Any:
         return parse_caption(text, output=self.config.output)
@@ -494,20 +504,28 @@ class DraftRunner:
         """A result that involved no API call (failed before sending)."""
         self.ws.save_draft(result, run_id)
 
-    async def _reserve(self, job: DraftJob, run_id: int, state: _RunState, upper: float) -> int | None:
+    async def _reserve(
+        self, job: DraftJob, run_id: int, state: _RunState, upper: float, *, claim: bool
+    ) -> int | str | None:
         """Write this attempt's ``upper`` USD to the ledger before it is sent; None once the budget cannot take it.
+
+        The first attempt also claims the candidate in the same transaction; if another process
+        finished or holds it, the answer is ``"done_elsewhere"`` / ``"held_elsewhere"``.
 
         The check covers every process on the workspace (see ``Workspace.reserve_call``). Requests in
         flight hold reservations that mostly come back (actual cost is far below the upper bound), so
         when only live ones stand in the way we wait for them instead of stopping.
         """
         while not state.stop:
-            reservation = self.ws.reserve_call(
+            reservation = self._reserve_call(
                 self._call(job, "reserved", cost_upper_usd=upper),
                 run_id,
                 budget_usd=self.config.budget_usd,
                 ttl_s=self.config.limits.claim_ttl_s,
+                claim=claim,
             )
+            if reservation.taken:
+                return f"{reservation.taken}_elsewhere"
             if reservation.call_id is not None:
                 return reservation.call_id
             if not reservation.wait:

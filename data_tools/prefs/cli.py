@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.pr
                         urls = push_all(exports, token=token, private=config.hub.private)
                     except Exception as exc:  # network, permissions, quota: the local export stays valid
                         raise UserError(
-                            f"pushing to the Hub failed: {redact(f'{type(exc).__name__}: {exc}')[:300]}; the datasets "
+                            f"pushing to the Hub failed: {' '.join(redact(f'{type(exc).__name__}: {exc}').split())[:300]}; the datasets "
                             f"are saved under {workspace.exports_dir / 'prefs'}"
                         ) from None
                     run.summary["pushed"] = urls

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -115,15 +116,20 @@ class Reservation:
 
     ``call_id`` is the ledger row written ahead of the request, or None when the budget cannot take
     it; then ``wait`` says whether only live in-flight reservations stand in the way (they mostly come
-    back, so waiting is worth it) or money spent and dead reservations already do (stop).
+    back, so waiting is worth it) or money spent and dead reservations already do (stop), and
+    ``taken`` whether another process finished or holds the work.
     """
 
     call_id: int | None
     wait: bool = False
+    taken: str | None = None  # "done" / "held": the work is another process's (claiming reservations only)
 
 
 class DraftStoreMixin(StoreMixin):
     """Draft and ledger access for :class:`~data_tools.workspace.store.Workspace`."""
+
+    _db: sqlite3.Connection  # provided by Workspace
+    _lock: threading.RLock
 
     def draft_states(self) -> dict[str, tuple[str, int]]:
         """``cache_key -> (status, attempts)`` of every draft recorded so far."""
@@ -175,19 +181,47 @@ class DraftStoreMixin(StoreMixin):
         the same transaction so a result committed a moment ago is never paid for again. A claim held
         by a dead run is taken over.
         """
+        # A plain read first: taken work is skipped without the write lock, so processes walking the
+        # same list do not queue behind each other; the decision is repeated under the lock below.
+        taken = self.work_taken(work_key, run_id, ttl_s=ttl_s, done_sql=done_sql)
+        if taken:
+            return taken
         with self.transaction() as db:
-            if done_sql and db.execute(done_sql, (work_key,)).fetchone():
-                return "done"
-            row = db.execute("SELECT run_id FROM claims WHERE work_key = ?", (work_key,)).fetchone()
-            if row and int(row[0]) != run_id and self._live_runs(db, [int(row[0])], ttl_s):
-                return "held"
-            db.execute(
-                """INSERT INTO claims (work_key, stage, run_id, claimed_at) VALUES (?, ?, ?, ?)
-                   ON CONFLICT(work_key) DO UPDATE SET stage = excluded.stage, run_id = excluded.run_id,
-                     claimed_at = excluded.claimed_at""",
-                (work_key, stage, run_id, now()),
-            )
+            taken = self._claim_taken(db, work_key, run_id, ttl_s, done_sql)
+            if taken:
+                return taken
+            self._insert_claim(db, stage, work_key, run_id)
             return "claimed"
+
+    @staticmethod
+    def _insert_claim(db: sqlite3.Connection, stage: str, work_key: str, run_id: int) -> None:
+        db.execute(
+            """INSERT INTO claims (work_key, stage, run_id, claimed_at) VALUES (?, ?, ?, ?)
+               ON CONFLICT(work_key) DO UPDATE SET stage = excluded.stage, run_id = excluded.run_id,
+                 claimed_at = excluded.claimed_at""",
+            (work_key, stage, run_id, now()),
+        )
+
+    def work_taken(
+        self, work_key: str, run_id: int, *, ttl_s: float, done_sql: str | None = None
+    ) -> str | None:
+        """``done``/``held`` when another process finished or holds ``work_key`` (a lock-free read)."""
+        with self._lock:
+            return self._claim_taken(self._db, work_key, run_id, ttl_s, done_sql)
+
+    def draft_taken(self, cache_key: str, run_id: int, *, ttl_s: float) -> str | None:
+        """:meth:`work_taken` for a draft candidate."""
+        return self.work_taken(cache_key, run_id, ttl_s=ttl_s, done_sql=_DRAFT_DONE)
+
+    def _claim_taken(
+        self, db: sqlite3.Connection, work_key: str, run_id: int, ttl_s: float, done_sql: str | None
+    ) -> str | None:
+        if done_sql and db.execute(done_sql, (work_key,)).fetchone():
+            return "done"
+        row = db.execute("SELECT run_id FROM claims WHERE work_key = ?", (work_key,)).fetchone()
+        if row and int(row[0]) != run_id and self._live_runs(db, [int(row[0])], ttl_s):
+            return "held"
+        return None
 
     def claim_draft(self, cache_key: str, run_id: int, *, ttl_s: float) -> str:
         """:meth:`claim_work` for a draft candidate (``done`` when a draft with this key is done)."""
@@ -209,15 +243,28 @@ class DraftStoreMixin(StoreMixin):
         return {row[0]: int(row[1]) for row in self._query("SELECT work_key, run_id FROM claims")}
 
     def reserve_call(
-        self, call: CallRecord, run_id: int, *, budget_usd: float | None, ttl_s: float
+        self,
+        call: CallRecord,
+        run_id: int,
+        *,
+        budget_usd: float | None,
+        ttl_s: float,
+        claim: str | None = None,
+        done_sql: str | None = None,
     ) -> Reservation:
         """Write ``call`` (status ``reserved``, ``cost_upper_usd`` = its upper bound) ahead of the request.
 
         With a budget, the check and the write are one ``BEGIN IMMEDIATE`` transaction, so no two
         processes can both take the last dollars: everything billed, every unknown outcome at its
-        upper bound, and every reservation (live or dead) plus this one must fit.
+        upper bound, and every reservation (live or dead) plus this one must fit. With ``claim`` (a
+        stage name), the same transaction first claims ``call.cache_key`` as :meth:`claim_work` does
+        (a first attempt: one commit instead of two); ``Reservation.taken`` says why it could not.
         """
         with self.transaction() as db:
+            if claim is not None and call.cache_key is not None:
+                taken = self._claim_taken(db, call.cache_key, run_id, ttl_s, done_sql)
+                if taken:
+                    return Reservation(None, taken=taken)
             if budget_usd is not None:
                 spent = float(
                     db.execute(
@@ -237,8 +284,19 @@ class DraftStoreMixin(StoreMixin):
                     return Reservation(None, wait=False)
                 if spent + dead_usd + live_usd + call.cost_upper_usd > budget_usd + _EPSILON:
                     return Reservation(None, wait=True)
+            if claim is not None and call.cache_key is not None:
+                self._insert_claim(db, claim, call.cache_key, run_id)
             cursor = self._insert_call(db, call, run_id, status=RESERVED)
             return Reservation(int(cursor.lastrowid or 0))
+
+    def reserve_draft_call(
+        self, call: CallRecord, run_id: int, *, budget_usd: float | None, ttl_s: float, claim: bool
+    ) -> Reservation:
+        """:meth:`reserve_call` for a draft candidate; ``claim`` on its first attempt."""
+        return self.reserve_call(
+            call, run_id, budget_usd=budget_usd, ttl_s=ttl_s,
+            claim="draft" if claim else None, done_sql=_DRAFT_DONE if claim else None,
+        )  # fmt: skip
 
     def finish_call(
         self,

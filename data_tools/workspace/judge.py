@@ -69,9 +69,18 @@ class JudgeStoreMixin(StoreMixin):
             for row in self._query("SELECT cache_key, status, attempts FROM judge_verdicts")
         }
 
-    def claim_verdict(self, cache_key: str, run_id: int, *, ttl_s: float) -> str:
-        """Claim a verdict before paying for it (see ``claim_work``): ``claimed``, ``held`` or ``done``."""
-        return self.claim_work("judge", cache_key, run_id, ttl_s=ttl_s, done_sql=_VERDICT_DONE)  # type: ignore[attr-defined]
+    def verdict_taken(self, cache_key: str, run_id: int, *, ttl_s: float) -> str | None:
+        """``done``/``held`` when another process finished or holds this verdict (see ``work_taken``)."""
+        return self.work_taken(cache_key, run_id, ttl_s=ttl_s, done_sql=_VERDICT_DONE)  # type: ignore[attr-defined]
+
+    def reserve_verdict_call(
+        self, call: CallRecord, run_id: int, *, budget_usd: float | None, ttl_s: float, claim: bool
+    ) -> Any:
+        """``reserve_call`` for a verdict; ``claim`` (stage ``judge``) on its first attempt."""
+        return self.reserve_call(  # type: ignore[attr-defined]
+            call, run_id, budget_usd=budget_usd, ttl_s=ttl_s,
+            claim="judge" if claim else None, done_sql=_VERDICT_DONE if claim else None,
+        )  # fmt: skip
 
     def finish_judge_call(
         self,

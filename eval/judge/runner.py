@@ -150,8 +150,12 @@ class JudgeRunner(DraftRunner):
     def _done(self, job: JudgeJob, attempts: int, cost: float, parsed: Any, text: str) -> VerdictRecord:
         return self._draft(job, "done", attempts, cost, verdict=parsed.model_dump(), raw_text=text[:4000])
 
-    def _claim(self, job: JudgeJob, run_id: int, ttl: float) -> str:
-        return self.ws.claim_verdict(job.cache_key, run_id, ttl_s=ttl)
+    def _taken(self, job: JudgeJob, run_id: int, ttl: float) -> str | None:
+        return self.ws.verdict_taken(job.cache_key, run_id, ttl_s=ttl)
+
+    def _reserve_call(self, call: CallRecord, run_id: int, *, budget_usd: float | None, ttl_s: float,
+                      claim: bool) -> Any:  # fmt: skip
+        return self.ws.reserve_verdict_call(call, run_id, budget_usd=budget_usd, ttl_s=ttl_s, claim=claim)
 
     def _finish_call(
         self, call_id: int, call: CallRecord, run_id: int, result: Any, *, release: str | None

@@ -8,9 +8,13 @@ for a client with C requests in flight is C / latency requests per second. Print
   * throughput at concurrency 1 (on a subset: it is slow by design) and at the configured
     concurrency, each as a ratio to its ideal C / latency — goal >= 90 % at concurrency 16 with the
     rate limiter off;
-  * the requests per minute achieved with the client-side limiter set to a target — goal within 5 %.
+  * the requests per minute achieved with the client-side limiter set to a target — goal within 5 %;
+  * two processes drafting one workspace together (claims in the database keep them off each
+    other's candidates) against one process alone on the same work, measured in the same run —
+    goal: together no slower than one (ratio of wall times <= 1.0), and no candidate requested twice.
 Everything the stage does per request is included: prompt rendering, image read and base64, the SDK
-call, JSON parsing and validation, and the committed ledger + draft write.
+call, JSON parsing and validation, the claim, the write-ahead reservation and the committed ledger +
+draft write (three short SQLite transactions per candidate).
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import cohere
 
@@ -69,27 +75,112 @@ def run_once(base: Path, url: str, limit: int, overrides: list[str]) -> tuple[fl
         ws_path = Path(tmp) / "ws"
         shutil.copytree(base, ws_path)
         with Workspace.open(ws_path) as ws:
-            config = load_config(DraftConfig, None, ["strategies.cultural=1", "strategies.generic=0",
-                                                     "strategies.perturbed=0", *overrides])  # fmt: skip
-            runner = DraftRunner(ws, config)
-            jobs = runner.plan(limit)
+            runner, jobs = plan(ws, limit, overrides)
+            elapsed = draft(ws, runner, jobs, url)
+        return elapsed, len(jobs)
 
-            async def go() -> float:
-                runner.backend = CohereBackend(
-                    cohere.AsyncClientV2(api_key=KEY, base_url=url), config.cohere.model
-                )
-                run_id = ws.start_run("draft", {})
-                started = time.perf_counter()
-                summary = await runner.run(jobs, run_id)
-                elapsed = time.perf_counter() - started
-                await runner.backend.aclose()
-                assert summary.done == len(jobs), summary.to_dict()
-                return elapsed
 
-            return asyncio.run(go()), len(jobs)
+def plan(ws: Workspace, limit: int | None, overrides: list[str]) -> tuple[DraftRunner, list]:
+    config = load_config(DraftConfig, None, ["strategies.cultural=1", "strategies.generic=0",
+                                             "strategies.perturbed=0", *overrides])  # fmt: skip
+    runner = DraftRunner(ws, config)
+    return runner, runner.plan(limit)
+
+
+def draft(ws: Workspace, runner: DraftRunner, jobs: list, url: str, *, all_done: bool = True) -> float:
+    """Seconds the runner takes to draft ``jobs`` (planning excluded: it is the same with or without claims)."""
+
+    async def go() -> float:
+        runner.backend = CohereBackend(
+            cohere.AsyncClientV2(api_key=KEY, base_url=url), runner.config.cohere.model
+        )
+        run_id = ws.start_run("draft", {})
+        started = time.perf_counter()
+        summary = await runner.run(jobs, run_id)
+        elapsed = time.perf_counter() - started
+        await runner.backend.aclose()
+        if all_done:
+            assert summary.done == len(jobs), summary.to_dict()
+        return elapsed
+
+    return asyncio.run(go())
+
+
+def bare_sdk(base: Path, url: str, limit: int, concurrency: int) -> tuple[float, int]:
+    """The peer: the same requests through the same SDK and backend, ``concurrency`` at a time, with no
+    workspace at all (no claim, no reservation, no ledger, no draft write, no parsing)."""
+    with Workspace.open(base) as ws:
+        runner, jobs = plan(ws, limit, [])
+        requests = [runner._request(job) for job in jobs]
+
+    async def go() -> float:
+        backend = CohereBackend(cohere.AsyncClientV2(api_key=KEY, base_url=url), runner.config.cohere.model)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(request: Any) -> None:
+            async with gate:
+                await backend.chat(request)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(r) for r in requests))
+        elapsed = time.perf_counter() - started
+        await backend.aclose()
+        return elapsed
+
+    return asyncio.run(go()), len(requests)
+
+
+def worker(ws_path: str, url: str, concurrency: int) -> None:
+    """A drafting process for the two-process measure: plans, says ready, drafts on 'go', says done."""
+    setup_logging(quiet=True)
+    with Workspace.open(ws_path) as ws:
+        runner, jobs = plan(ws, None, [f"limits.concurrency={concurrency}"])
+        # The SDK imports much of itself on first use: do that before the clock starts, as run_once's warm-up does.
+        cohere.ClientV2(api_key=KEY, base_url=url).chat(
+            model=runner.config.cohere.model, messages=[{"role": "user", "content": "warm-up"}]
+        )
+        print("ready", flush=True)
+        sys.stdin.readline()
+        draft(ws, runner, jobs, url, all_done=False)
+        print("done", flush=True)
+
+
+def processes_together(base: Path, url: str, processes: int, concurrency: int) -> float:
+    """Seconds from 'go' until ``processes`` drafting processes have drafted one workspace together."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ws_path = Path(tmp) / "ws"
+        shutil.copytree(base, ws_path)
+        workers = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--worker", str(ws_path), url, str(concurrency)],
+                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )
+            for _ in range(processes)
+        ]  # fmt: skip
+        for process in workers:
+            assert process.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
+        started = time.perf_counter()
+        for process in workers:
+            process.stdin.write("go\n")  # type: ignore[union-attr]
+            process.stdin.flush()  # type: ignore[union-attr]
+        for process in workers:
+            assert process.stdout.readline().strip() == "done"  # type: ignore[union-attr]
+        elapsed = time.perf_counter() - started
+        for process in workers:
+            process.wait()
+        with Workspace.open(ws_path) as ws:
+            done = len(ws.drafts(status="done"))
+            repeated = ws._query(
+                "SELECT COUNT(*) - COUNT(DISTINCT cache_key) FROM api_calls WHERE status = 'ok'"
+            )[0][0]
+            assert done == len(ws.images(status="ok")) and repeated == 0, (done, repeated)
+        return elapsed
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -99,6 +190,9 @@ def main() -> None:
     parser.add_argument("--serial-images", type=int, default=25, help="subset for the concurrency-1 run")
     parser.add_argument("--rpm", type=float, default=1200, help="target for the rate-limiter check")
     parser.add_argument("--rpm-requests", type=int, default=200)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="alternated one- and two-process runs (median)"
+    )
     args = parser.parse_args()
     setup_logging(quiet=True)
     os.environ.pop("CO_API_URL", None)
@@ -116,6 +210,12 @@ def main() -> None:
                 base, url, args.rpm_requests,
                 [f"limits.concurrency={args.concurrency}", f"limits.requests_per_minute={args.rpm}"],
             )  # fmt: skip
+            bare_s, bare_n = bare_sdk(base, url, args.images, args.concurrency)
+            ones, twos = [], []
+            for _ in range(args.repeats):  # alternated, so a load spike on a shared machine hits both
+                ones.append(processes_together(base, url, 1, args.concurrency))
+                twos.append(processes_together(base, url, 2, args.concurrency))
+            one_s, two_s = statistics.median(ones), statistics.median(twos)
         finally:
             server.terminate()
             server.wait()
@@ -129,10 +229,18 @@ def main() -> None:
     )
     print(f"  concurrency {args.concurrency:<2d} ({parallel_n} calls) {parallel:6.2f} req/s   ideal {ideal_parallel:6.2f}   "
           f"{parallel / ideal_parallel:6.1%} of ideal   goal >= 90 %: {'MET' if parallel / ideal_parallel >= 0.9 else 'NOT MET'}")  # fmt: skip
+    bare = bare_n / bare_s
+    print(f"  bare SDK, no workspace ({bare_n} calls) {bare:6.2f} req/s   Mirada with claims + write-ahead ledger "
+          f"{parallel / bare:6.1%} of it (peer in the same run; the CPU this machine leaves sets both)")  # fmt: skip
     deviation = achieved_rpm / args.rpm - 1
     print(
         f"  rate limiter at {args.rpm:.0f} rpm ({limited_n} calls): achieved {achieved_rpm:7.1f} rpm   "
         f"deviation {deviation:+.1%}   goal within 5 %: {'MET' if abs(deviation) <= 0.05 else 'NOT MET'}"
+    )
+    print(
+        f"  one workspace, {args.images} candidates, concurrency {args.concurrency} per process, median of "
+        f"{args.repeats}: one process {one_s:5.2f} s, two processes together {two_s:5.2f} s   ratio {two_s / one_s:.2f}   "
+        f"goal <= 1.00: {'MET' if two_s <= one_s else 'NOT MET'}   (no candidate requested twice: checked)"
     )
 
 

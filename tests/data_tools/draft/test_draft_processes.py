@@ -134,3 +134,69 @@ def test_an_endpoint_echoing_the_key_in_a_401_never_shows_it(collected):
     for path in collected.root.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+# -- the machinery, one rule at a time ----------------------------------------------------------
+
+
+def dead_run(ws) -> int:
+    """A run whose process has exited (a real pid, reaped), as ``kill -9`` leaves one."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    run_id = ws.start_run("draft", {})
+    with ws.transaction() as db:
+        db.execute("UPDATE runs SET pid = ? WHERE id = ?", (process.pid, run_id))
+    return run_id
+
+
+def test_claims_of_live_runs_hold_and_of_dead_or_silent_runs_are_taken_over(collected):
+    live, mine = collected.start_run("draft", {}), collected.start_run("draft", {})
+    assert collected.claim_draft("k1", live, ttl_s=60) == "claimed"
+    assert collected.claim_draft("k1", mine, ttl_s=60) == "held"  # same machine, owner alive
+    dead = dead_run(collected)
+    assert collected.claim_draft("k2", dead, ttl_s=60) == "claimed"
+    assert collected.claim_draft("k2", mine, ttl_s=60) == "claimed"  # its owner is gone
+    remote = collected.start_run("draft", {})
+    with collected.transaction() as db:  # another machine: only its heartbeat tells
+        db.execute(
+            "UPDATE runs SET host = 'laptop-2', heartbeat_at = ? WHERE id = ?", (time.time() - 300, remote)
+        )
+    assert collected.claim_draft("k3", remote, ttl_s=600) == "claimed"
+    assert collected.claim_draft("k3", mine, ttl_s=600) == "held"
+    assert collected.claim_draft("k3", mine, ttl_s=60) == "claimed"  # heartbeat older than the TTL
+    collected.release_claims(mine)
+    assert collected.claims() == {"k1": live}
+
+
+def test_a_dead_process_reservation_counts_at_its_upper_bound_until_reconciled(collected):
+    from data_tools.workspace import CallRecord
+
+    dead = dead_run(collected)
+    call = CallRecord(backend="cohere", model="m", status="reserved", cache_key="k", cost_upper_usd=0.04)
+    assert collected.reserve_call(call, dead, budget_usd=0.05, ttl_s=60).call_id
+    mine = collected.start_run("draft", {})
+    # 0.04 stranded + 0.02 > 0.05: stop (not wait: that money may already be spent)
+    refused = collected.reserve_call(call, mine, budget_usd=0.05, ttl_s=60)
+    assert refused.call_id is None and not refused.wait
+    assert collected.reconcile_lost_calls(ttl_s=60) == (1, 0.04)
+    assert collected.spend()["uncertain_usd"] == 0.04
+    assert collected.reserve_call(call, mine, budget_usd=0.05, ttl_s=60).call_id is None
+    assert collected.reserve_call(call, mine, budget_usd=0.10, ttl_s=60).call_id
+
+
+def test_a_later_failure_never_overwrites_a_paid_draft(collected):
+    from data_tools.workspace import DraftRecord
+
+    image = collected.images()[0].id
+    fields = dict(cache_key="k", image_id=image, strategy="cultural", variant=0, backend="cohere", model="m",
+                  prompt_version="v1", prompt_language="es-MX", prompt_sha256="x", params={})  # fmt: skip
+    run = collected.start_run("draft", {})
+    collected.save_draft(
+        DraftRecord(**fields, status="done", caption="Tacos al pastor.", attempts=1, cost_usd=0.01), run
+    )
+    collected.save_draft(
+        DraftRecord(**fields, status="failed", error="server_error", attempts=2, cost_usd=0.02), run
+    )
+    (kept,) = collected.drafts()
+    assert (kept.status, kept.caption, kept.error) == ("done", "Tacos al pastor.", None)
+    assert kept.attempts == 3 and abs(kept.cost_usd - 0.03) < 1e-12  # what was paid is still accounted

@@ -1,8 +1,10 @@
-"""URLs with credentials (``user:password@``, pre-signed query parameters) are fetched with them but
-stored, logged and exported without them, so they never reach a dataset export or a card."""
+"""No secret in any message or file: URLs with credentials (``user:password@``, pre-signed query
+parameters) are fetched with them but stored, logged and exported without them; an Argilla server
+that echoes the key or is reached through a URL with a password never gets either printed."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import subprocess
 import sys
@@ -110,3 +112,53 @@ def test_signed_and_password_urls_are_fetched_but_never_stored_or_exported(tmp_p
                            "'SELECT group_concat(source_url) FROM images').fetchone()[0])", str(ws / "mirada.db")],
                           capture_output=True, text=True)  # fmt: skip
     assert "https://mirror.example/3.jpg" in urls.stdout and f"http://{host}/img/2.jpg?w=2" in urls.stdout
+
+
+class _Echo:
+    """An 'Argilla' that answers every request with a 500 echoing the credentials it was sent."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = f'{{"detail": "internal error for key {self.headers.get("X-Argilla-Api-Key")} '
+                body += f'auth {self.headers.get("Authorization")}"}}'
+                data = body.encode()
+                self.send_response(500)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_argilla_errors_never_show_the_key_or_a_url_password(collected):
+    import os
+
+    key, password = "argilla-key-5e4d3c2b1a", "pw-7f6e5d"
+    echo = _Echo()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARGILLA_")}
+    try:
+        for url in (f"http://ana:{password}@127.0.0.1:{echo.port}", f"http://ana:{password}@127.0.0.1:9"):
+            result = subprocess.run(
+                [sys.executable, "-m", "data_tools.cli", "review", "push", "-w", str(collected.root)],
+                capture_output=True, text=True, cwd=ROOT, timeout=120,
+                env={**env, "ARGILLA_API_URL": url, "ARGILLA_API_KEY": key},
+            )  # fmt: skip
+            assert result.returncode == 2 and "cannot use Argilla at" in result.stderr, result.stderr
+            assert "Traceback" not in result.stderr
+            for secret in (key, password, base64.b64encode(f"ana:{password}".encode()).decode()):
+                assert secret not in result.stdout + result.stderr, (secret, result.stderr)
+    finally:
+        echo.close()
+    raw = (collected.root / "mirada.db").read_bytes()
+    assert key.encode() not in raw and password.encode() not in raw

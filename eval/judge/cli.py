@@ -116,6 +116,10 @@ def _execute(workspace: Workspace, runner: JudgeRunner, config: JudgeConfig, job
     if summary.stopped_by_budget:
         print(f"stopped: the next verdict could pass the budget; {summary.not_started} verdicts are left. "
               "Raise --budget-usd and rerun to continue (figures below use what was judged).")  # fmt: skip
+    if summary.held_elsewhere:
+        print(
+            f"{summary.held_elsewhere} verdicts are being judged by another process on this workspace (skipped)"
+        )
     if summary.failures:
         print("verdicts that failed (retried on the next run): "
               + ", ".join(f"{k}={v}" for k, v in summary.failures.most_common()))  # fmt: skip

@@ -211,3 +211,25 @@ def test_an_edited_prompt_without_a_new_version_is_reported(reviewed, tmp_path):
     path.write_text(path.read_text().replace("careful evaluator", "strict evaluator"))
     (warning,) = runner.prompt_warnings([load_prompt("v1", prompts)])
     assert "v1.yaml changed since verdicts were made with version 'v1'" in warning
+
+
+def test_verdicts_another_process_holds_or_finished_are_not_paid_again(reviewed):
+    """The judge's claims are drafting's: a verdict claimed by a live run elsewhere, or done meanwhile, is skipped."""
+    from data_tools.workspace import CallRecord
+
+    ws, truth = reviewed
+    with FakeCohereServer(api_key=API_KEY, responder=ScriptedJudge(truth["better"])) as server:
+        runner = JudgeRunner(ws, judge_config())
+        plans, _ = service.plan_win_rates(ws, runner, load_prompt("v1"), ["base", "aligned"], "test")
+        jobs = service.jobs_of(plans[("aligned", "base")])[:6]
+        other = ws.start_run("judge", {})  # a live run of this process stands in for another process
+        held = jobs[0]
+        reservation = ws.reserve_verdict_call(
+            CallRecord(backend="cohere", model=runner.config.model, status="reserved", cache_key=held.cache_key,
+                       cost_upper_usd=0.001), other, budget_usd=None, ttl_s=60, claim=True,
+        )  # fmt: skip
+        assert reservation.call_id is not None
+        summary = run_jobs(ws, runner, jobs, server)
+        assert summary.held_elsewhere == 1 and summary.done == 5 and server.count() == 5
+        again = run_jobs(ws, runner, jobs, server)
+        assert again.cached == 5 and server.count() == 5

@@ -150,20 +150,24 @@ class JudgeStoreMixin(StoreMixin):
                      json.dumps(row["metrics"], sort_keys=True), int(row["prompt_version"] == chosen), now()),
                 )  # fmt: skip
 
-    def calibrated_judge(self, backend: str | None = None, model: str | None = None) -> dict[str, Any] | None:
-        """The latest calibration marked chosen (for this backend/model when given), or None."""
-        clauses, params = ["chosen = 1"], []
-        if backend:
-            clauses.append("backend = ?")
-            params.append(backend)
-        if model:
-            clauses.append("model = ?")
-            params.append(model)
-        rows = self._query(
-            f"SELECT * FROM judge_calibrations WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT 1", params
-        )
+    def calibrated_judge(
+        self, backend: str | None = None, model: str | None = None, prompt_version: str | None = None
+    ) -> dict[str, Any] | None:
+        """The latest calibration marked chosen (for this backend/model when given), or None.
+
+        With ``prompt_version``: that prompt's latest calibration, chosen or not (a team may judge with a
+        prompt that lost the comparison; its measured agreement still belongs next to its win rates).
+        """
+        clauses, params = ([] if prompt_version else ["chosen = 1"]), []
+        for column, value in (("backend", backend), ("model", model), ("prompt_version", prompt_version)):
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._query(f"SELECT * FROM judge_calibrations {where} ORDER BY id DESC LIMIT 1", params)
         if not rows:
             return None
         row = dict(rows[0])
         return {"prompt_version": row["prompt_version"], "backend": row["backend"], "model": row["model"],
-                "metrics": json.loads(row["metrics_json"]), "run_id": row["run_id"], "created_at": row["created_at"]}  # fmt: skip
+                "metrics": json.loads(row["metrics_json"]), "chosen": bool(row["chosen"]), "run_id": row["run_id"],
+                "created_at": row["created_at"]}  # fmt: skip

@@ -87,10 +87,12 @@ def resolve_config(args: argparse.Namespace) -> JudgeConfig:
 
 
 def _estimate(runner: JudgeRunner, jobs: list[JudgeJob], budget: float | None) -> None:
-    from data_tools.draft.cli import print_estimate
-
     pending = runner.pending(jobs)
-    print_estimate(runner.estimate_cost(pending), len(pending), len(jobs) - len(pending), budget)
+    cost = runner.estimate_cost(pending)
+    print(f"judge --dry-run ({cost['model']}): {len(pending)} verdicts to ask, {len(jobs) - len(pending)} already "
+          f"judged (cached); {cost['input_tokens_expected']:,} input and {cost['output_tokens_expected']:,} output "
+          f"tokens expected; cost expected ${cost['cost_expected_usd']:.4f}, cost upper bound "
+          f"${cost['cost_upper_usd']:.4f} (one attempt each)" + (f"; budget ${budget:.2f}" if budget is not None else ""))  # fmt: skip
 
 
 def _execute(workspace: Workspace, runner: JudgeRunner, config: JudgeConfig, jobs: list[JudgeJob],
@@ -197,7 +199,7 @@ def judge_main(argv: Sequence[str] | None, prog: str) -> int:
             version = (
                 args.judge_prompt or config.prompt_version or (calibrated or {}).get("prompt_version") or "v1"
             )
-            calibration = calibrated if calibrated and calibrated["prompt_version"] == version else None
+            calibration = workspace.calibrated_judge(config.backend, config.model, prompt_version=version)
             prompt = load_prompt(version, config.prompts_dir)
             service.check_systems(workspace, systems, config.mode)
             for warning in runner.prompt_warnings([prompt]):

@@ -49,7 +49,9 @@ def test_calibrate_then_judge_uses_the_calibrated_prompt_and_never_pays_twice(ju
     assert (ws.root / "exports/eval/judge-calibration/calibration.png").stat().st_size > 1000
     assert "below human ceiling" in result.stdout  # the planted judge agrees less than the annotators
     chosen = ws.calibrated_judge()
-    assert chosen is not None and chosen["prompt_version"] == calibration["chosen"]
+    assert chosen is not None and chosen["prompt_version"] == calibration["chosen"] and chosen["chosen"]
+    other = ws.calibrated_judge(prompt_version=({"v1", "v2"} - {chosen["prompt_version"]}).pop())
+    assert other is not None and not other["chosen"]  # the other prompt's figures stay available
     calls = server.count()
     assert calls == 2 * 2 * calibration["prompts"]["v1"]["pairs"]  # 2 prompts x both orders
 

@@ -150,8 +150,11 @@ def calibrate_main(argv: Sequence[str] | None, prog: str) -> int:
                 print(f"warning: {warning}")
             plan = service.plan_calibration(workspace, runner, prompts, args.limit)
             jobs = [job for plans in plan.pairs.values() for job in service.jobs_of(plans)]
-            print(f"calibration: {len(plan.units)} reviewed candidate pairs on {len({u.image_id for u in plan.units})} "
-                  f"images, {len(prompts)} judge prompt(s), {len(jobs)} verdicts (both orders)")  # fmt: skip
+            reviewed = {u.image_id for u in plan.units}
+            unreviewed = len(workspace.images(status=None)) - len(reviewed)
+            print(f"calibration: {len(plan.units)} reviewed candidate pairs on {len(reviewed)} images, "
+                  f"{len(prompts)} judge prompt(s), {len(jobs)} verdicts (both orders)"
+                  + (f"; {unreviewed} images without human rankings are left out" if unreviewed > 0 else ""))  # fmt: skip
             if args.dry_run:
                 _estimate(runner, jobs, config.budget_usd)
                 return 0

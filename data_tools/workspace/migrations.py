@@ -211,6 +211,8 @@ def m006_claims(db: sqlite3.Connection) -> None:
     )
     db.execute("CREATE INDEX claims_run ON claims(run_id)")
     db.execute("CREATE INDEX api_calls_status ON api_calls(status)")
+
+
 def m008_generations(db: sqlite3.Connection) -> None:
     """Split assignments recorded by prefs, generated captions per system, and memoised file hashes.
 

@@ -299,7 +299,8 @@ class AnswerReader:
                 if "value" not in entry:
                     line.bad(f"ranking: an entry without a candidate ('value'): {json.dumps(entry)[:80]}")
                     continue
-                pairs.append((entry["value"], entry.get("rank", len(pairs) + 1)))
+                rank = entry.get("rank")
+                pairs.append((entry["value"], len(pairs) + 1 if rank is None else rank))  # None: list order
         else:
             entries = self._slot_list(value, slots, line, "ranking")
             if entries is None:
@@ -312,6 +313,8 @@ class AnswerReader:
             pairs = [(entry, position) for position, entry in enumerate(entries, start=1)]
         for raw_slot, rank in pairs:
             slot = self._slot(raw_slot, slots, line, "ranking")
+            if isinstance(rank, str) and rank.strip().isdigit():
+                rank = int(rank.strip())  # {"candidato_1": "1"}, as a spreadsheet exports it
             if (
                 isinstance(rank, bool)
                 or not isinstance(rank, int | float)

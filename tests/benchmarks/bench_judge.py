@@ -7,8 +7,9 @@ The server runs in its own process and answers every request with a valid verdic
 latency, so the bound for a client with C requests in flight is C / latency requests per second.
 Printed: judge throughput at concurrency 1 (a subset) and at 16 in flight, each as a share of its
 ideal C / latency (goal >= 90 % at 16, as drafting reaches), and the draft stage's share measured
-in the same run against the same server (its peer: on a machine busy with other work both fall
-short of the ideal, and the peer shows whether the judge adds overhead of its own). Everything the
+in the same run against the same server, and the bare SDK sending the judge's own requests with no
+workspace at all (the peers: on a machine busy with other work everything falls short of the
+ideal, and the peers show whether the judge adds overhead of its own). Everything the
 judge does per verdict is included: image read and base64, the SDK call, the claim, the write-ahead
 ledger row, JSON validation with pydantic and the committed verdict.
 """
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -99,6 +101,31 @@ def run_once(base: Path, url: str, images: int, concurrency: int) -> tuple[float
             return asyncio.run(go()), len(jobs)
 
 
+def bare_sdk(base: Path, url: str, images: int, concurrency: int) -> tuple[float, int]:
+    """The peer: the judge's requests through the same SDK and backend, ``concurrency`` at a time, with no
+    workspace (no claim, no reservation, no ledger, no verdict write, no validation)."""
+    with Workspace.open(base) as ws:
+        runner = JudgeRunner(ws, load_config(JudgeConfig, None, []))
+        plans, _ = service.plan_win_rates(ws, runner, load_prompt("v1"), ["base", "aligned"], None)
+        requests = [runner._request(job) for job in service.jobs_of(plans[("aligned", "base")][:images])]
+
+    async def go() -> float:
+        backend = CohereBackend(cohere.AsyncClientV2(api_key=KEY, base_url=url), runner.config.model)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(request: object) -> None:
+            async with gate:
+                await backend.chat(request)  # type: ignore[arg-type]
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(r) for r in requests))
+        elapsed = time.perf_counter() - started
+        await backend.aclose()
+        return elapsed
+
+    return asyncio.run(go()), len(requests)
+
+
 def run_draft(base: Path, url: str, images: int, concurrency: int) -> tuple[float, int]:
     """The peer: one cultural draft per image through the draft stage, same server, same concurrency."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,9 +161,13 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--serial-images", type=int, default=10, help="subset for the concurrency-1 run")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="alternated runs of each measure; medians printed"
+    )
     args = parser.parse_args()
     setup_logging(quiet=True)
     os.environ.pop("CO_API_URL", None)
+    rates: dict[str, list[float]] = {"judge": [], "draft": [], "bare": []}
     with tempfile.TemporaryDirectory() as tmp:
         print(f"collecting {args.images} generated images ...", flush=True)
         base = make_workspace(Path(tmp), args.images)
@@ -144,22 +175,29 @@ def main() -> None:
         try:
             run_once(base, url, 2, 4)  # warm-up: imports, connection pool
             serial_s, serial_n = run_once(base, url, args.serial_images, 1)
-            parallel_s, parallel_n = run_once(base, url, args.images, args.concurrency)
-            draft_s, draft_n = run_draft(base, url, args.images // 2, args.concurrency)
+            for _ in range(args.repeats):  # alternated, so a change in the machine's load hits every measure
+                for name, measure, count in (("judge", run_once, args.images), ("draft", run_draft, args.images // 2),
+                                             ("bare", bare_sdk, args.images)):  # fmt: skip
+                    seconds, requests = measure(base, url, count, args.concurrency)
+                    rates[name].append(requests / seconds)
         finally:
             server.terminate()
             server.wait()
-    serial, parallel = serial_n / serial_s, parallel_n / parallel_s
     ideal_serial, ideal_parallel = 1 / args.latency, args.concurrency / args.latency
-    print(f"\njudge throughput, local server with {args.latency * 1000:.0f} ms latency per verdict")
+    serial = serial_n / serial_s
+    judge, draft, bare = (statistics.median(rates[k]) / ideal_parallel for k in ("judge", "draft", "bare"))
+    print(f"\njudge throughput, local server with {args.latency * 1000:.0f} ms latency per verdict "
+          f"(medians of {args.repeats} alternated runs; all runs: "
+          + "; ".join(f"{k} " + ", ".join(f"{r / ideal_parallel:.0%}" for r in v) for k, v in rates.items()) + ")")  # fmt: skip
     print(f"  concurrency 1   ({serial_n} verdicts)  {serial:6.2f} req/s   ideal {ideal_serial:6.2f}   "
           f"{serial / ideal_serial:6.1%} of ideal")  # fmt: skip
-    share = parallel / ideal_parallel
-    print(f"  concurrency {args.concurrency:<2d} ({parallel_n} verdicts) {parallel:6.2f} req/s   ideal {ideal_parallel:6.2f}   "
-          f"{share:6.1%} of ideal   goal >= 90 %: {'MET' if share >= 0.9 else 'NOT MET'}")  # fmt: skip
-    peer = draft_n / draft_s / ideal_parallel
-    print(f"  peer: draft stage at {args.concurrency} in flight ({draft_n} requests)  {peer:6.1%} of ideal   "
-          f"judge / draft = {share / peer:5.2f}")  # fmt: skip
+    print(f"  concurrency {args.concurrency:<2d} ({2 * args.images} verdicts)  {judge * ideal_parallel:6.2f} req/s   "
+          f"ideal {ideal_parallel:6.2f}   {judge:6.1%} of ideal   goal >= 90 %: {'MET' if judge >= 0.9 else 'NOT MET'}")  # fmt: skip
+    print(
+        f"  peer: draft stage at {args.concurrency} in flight  {draft:6.1%} of ideal   judge / draft = {judge / draft:5.2f}"
+    )
+    print(f"  peer: bare SDK, the judge's requests, no workspace  {bare:6.1%} of ideal   "
+          f"judge / bare SDK = {judge / bare:5.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

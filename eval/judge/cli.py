@@ -232,7 +232,7 @@ def judge_main(argv: Sequence[str] | None, prog: str) -> int:
                 results = service.win_rate_results(workspace, plans, config.group_by, config.confidence)
                 data["win_rates"] = results
                 markdown = report.win_rates_markdown(results, trust, where)
-                report.plot_win_rates(results, out / "judge_win_rates.png")
+                report.plot_win_rates(results, out / "judge_win_rates.png", trust=trust)
             else:
                 results = service.rubric_results(
                     workspace, rubric_jobs, config.confidence, config.bootstrap_resamples

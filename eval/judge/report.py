@@ -79,7 +79,9 @@ def win_rates_markdown(results: dict[str, Any], trust: str, where: str) -> str:
         lines += ["", f"## {name}", "",
                   f"Win {_fmt(o['win_rate'], o['win_rate_ci'], True)}, tie {_fmt(o['tie_rate'], o['tie_rate_ci'], True)}, "
                   f"loss {_fmt(o['loss_rate'], o['loss_rate_ci'], True)} over {o['n']} images; position consistency "
-                  f"{_fmt(r['position_consistency'], None, True)}.", ""]  # fmt: skip
+                  f"{_fmt(r['position_consistency'], None, True)}. Judged in the first order only ({name.split(' vs ')[0]} "
+                  f"always shown first), the win rate would read {_fmt(r['first_order_only']['win_rate'], None, True)}.",
+                  ""]  # fmt: skip
         for key, groups in r.items():
             if not key.startswith("by_"):
                 continue
@@ -93,8 +95,11 @@ def win_rates_markdown(results: dict[str, Any], trust: str, where: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_win_rates(results: dict[str, Any], path: Path, by: str = "country") -> Path:
-    """Win rate per group (default: country) with Wilson intervals, one panel per comparison."""
+def plot_win_rates(results: dict[str, Any], path: Path, by: str = "country", trust: str = "") -> Path:
+    """Win rate per group (default: country) with Wilson intervals, one panel per comparison.
+
+    ``trust`` (see :func:`trust_label`) is printed under the panels: the chart travels without the report.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,7 +118,11 @@ def plot_win_rates(results: dict[str, Any], path: Path, by: str = "country") -> 
         ax.set_ylim(0, 1)
         ax.set_title(f"{name}: win rate per {by}")
         ax.set_ylabel("win rate (ties count as not won)")
-    fig.tight_layout()
+    if trust:
+        import textwrap
+
+        fig.text(0.01, 0.01, textwrap.fill("Judge: " + trust, 110), fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.08 if trust else 0, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -77,7 +77,7 @@ class DraftSummary:
     done: int = 0
     failed: int = 0
     not_started: int = 0
-    held_elsewhere: int = 0  # claimed by another live process on the same workspace
+    held_elsewhere: int = 0  # drafted by another live process on the same workspace at the time
     stopped_by_budget: bool = False
     calls: Counter[str] = field(default_factory=Counter)
     by_strategy: dict[str, Counter[str]] = field(default_factory=dict)
@@ -134,8 +134,8 @@ class DraftRunner:
     """Drafts caption candidates for a workspace with one backend.
 
     The paid-call loop (claims, write-ahead budget reservations, retries, re-asks, ledger) is shared
-    with other kinds of jobs through hooks a subclass overrides: ``pending``, ``_taken`` and
-    ``_reserve_call`` (what is still to do, and its claim), ``_request`` (what to send), ``_parse``
+    with other kinds of jobs through hooks a subclass overrides: ``pending``, ``_taken``, ``_status``
+    and ``_reserve_call`` (what is still to do, and its claim), ``_request`` (what to send), ``_parse``
     (a valid answer or ``InvalidOutput``), ``_draft``/``_done`` (the record of a failure/success)
     and ``_finish_call``/``_save_result`` (how it is stored). The judge (``eval.judge.runner``)
     reuses it so.
@@ -281,13 +281,22 @@ class DraftRunner:
         started = time.perf_counter()
         beat = asyncio.create_task(self._heartbeat(run_id, ttl))
         with progress_bar(total=len(todo), desc=f"{self.kind} ({self.config.backend})", unit="cand") as bar:
+            deferred: list[DraftJob] = []  # held by another process: looked at once more at the end
 
             async def worker() -> None:
-                while not state.stop and not queue.empty():
-                    job = queue.get_nowait()
+                while not state.stop:
+                    last_look = queue.empty()
+                    if last_look and not deferred:
+                        break
+                    job = deferred.pop() if last_look else queue.get_nowait()
                     # Cheap, lock-free: skip what another process finished or holds; the claim itself is
                     # taken with the first reservation (one transaction), which checks again.
                     taken = self._taken(job, run_id, ttl)
+                    if taken == "held" and not last_look:
+                        deferred.append(job)  # its owner may die before this run ends: then take it over
+                        continue
+                    if last_look and taken is None and self._status(job) == "failed":
+                        taken = "held"  # the other process tried and gave up on it: a rerun retries it
                     try:
                         outcome = (
                             f"{taken}_elsewhere"
@@ -320,6 +329,7 @@ class DraftRunner:
                     task.cancel()
                 self.ws.release_claims(run_id)
         summary.not_started += queue.qsize()
+        summary.held_elsewhere += len(deferred)
         summary.stopped_by_budget = state.budget_hit
         summary.spent_usd = state.run_spent
         summary.uncertain_usd = state.run_uncertain
@@ -479,6 +489,10 @@ class DraftRunner:
     def _taken(self, job: Any, run_id: int, ttl: float) -> str | None:
         """``done``/``held`` when another process finished or holds the job (a lock-free read)."""
         return self.ws.draft_taken(job.cache_key, run_id, ttl_s=ttl)
+
+    def _status(self, job: Any) -> str | None:
+        """``done``/``failed`` of the job's stored result, None if there is none."""
+        return self.ws.draft_status(job.cache_key)
 
     def _reserve_call(self, call: CallRecord, run_id: int, *, budget_usd: float | None, ttl_s: float,
                       claim: bool) -> Any:  # fmt: skip

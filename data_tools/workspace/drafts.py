@@ -138,6 +138,11 @@ class DraftStoreMixin(StoreMixin):
             for row in self._query("SELECT cache_key, status, attempts FROM drafts")
         }
 
+    def draft_status(self, cache_key: str) -> str | None:
+        """``done``/``failed`` of the draft with this key, None if there is none."""
+        rows = self._query("SELECT status FROM drafts WHERE cache_key = ?", (cache_key,))
+        return str(rows[0][0]) if rows else None
+
     def record_call(self, call: CallRecord, run_id: int, draft: DraftRecord | None = None) -> None:
         """Append ``call`` to the ledger and, if given, upsert ``draft`` — in one transaction."""
         with self.transaction() as db:

@@ -69,6 +69,11 @@ class JudgeStoreMixin(StoreMixin):
             for row in self._query("SELECT cache_key, status, attempts FROM judge_verdicts")
         }
 
+    def verdict_status(self, cache_key: str) -> str | None:
+        """``done``/``failed`` of the verdict with this key, None if there is none."""
+        rows = self._query("SELECT status FROM judge_verdicts WHERE cache_key = ?", (cache_key,))
+        return str(rows[0][0]) if rows else None
+
     def verdict_taken(self, cache_key: str, run_id: int, *, ttl_s: float) -> str | None:
         """``done``/``held`` when another process finished or holds this verdict (see ``work_taken``)."""
         return self.work_taken(cache_key, run_id, ttl_s=ttl_s, done_sql=_VERDICT_DONE)  # type: ignore[attr-defined]

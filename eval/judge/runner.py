@@ -153,6 +153,9 @@ class JudgeRunner(DraftRunner):
     def _taken(self, job: JudgeJob, run_id: int, ttl: float) -> str | None:
         return self.ws.verdict_taken(job.cache_key, run_id, ttl_s=ttl)
 
+    def _status(self, job: JudgeJob) -> str | None:
+        return self.ws.verdict_status(job.cache_key)
+
     def _reserve_call(self, call: CallRecord, run_id: int, *, budget_usd: float | None, ttl_s: float,
                       claim: bool) -> Any:  # fmt: skip
         return self.ws.reserve_verdict_call(call, run_id, budget_usd=budget_usd, ttl_s=ttl_s, claim=claim)

@@ -200,3 +200,28 @@ def test_a_later_failure_never_overwrites_a_paid_draft(collected):
     (kept,) = collected.drafts()
     assert (kept.status, kept.caption, kept.error) == ("done", "Tacos al pastor.", None)
     assert kept.attempts == 3 and abs(kept.cost_usd - 0.03) < 1e-12  # what was paid is still accounted
+
+
+def test_candidates_held_by_a_process_that_dies_are_taken_over_in_the_same_run(collected):
+    with FakeCohereServer(api_key=API_KEY, key_fn=draft_key, latency_s=0.3) as server:
+        env = environment(server)
+        first = subprocess.Popen(draft_command(collected.root, "--set", "limits.concurrency=1"), env=env, cwd=ROOT,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.time() + 30
+        while time.time() < deadline and waiting(server, 0) < 1:
+            time.sleep(0.01)
+        second = subprocess.Popen(draft_command(collected.root, "--set", "limits.concurrency=4"), env=env, cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        deadline = time.time() + 60
+        while time.time() < deadline and len(collected.runs("draft")) < 2:  # the second one has started
+            time.sleep(0.02)
+        time.sleep(0.5)  # it is drafting now, and has skipped what the first one holds
+        assert second.poll() is None and first.poll() is None
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+    # the second process took over what the dead one held: nothing is left for a rerun
+    assert "being drafted by another process" not in out, out
+    assert len(collected.drafts(status="done")) == CANDIDATES
+    assert collected.claims() == {}

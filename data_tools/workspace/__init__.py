@@ -2,6 +2,7 @@
 
 from data_tools.workspace.drafts import CallRecord, DraftRecord
 from data_tools.workspace.generations import Generation
+from data_tools.workspace.judge import VerdictRecord
 from data_tools.workspace.reviews import ReviewItem, ReviewResponse
 from data_tools.workspace.store import ImageRow, InputRow, RunRecord, Workspace, WorkspaceError
 
@@ -14,6 +15,7 @@ __all__ = [
     "ReviewItem",
     "ReviewResponse",
     "RunRecord",
+    "VerdictRecord",
     "Workspace",
     "WorkspaceError",
 ]

@@ -295,6 +295,50 @@ def m006_claims(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX api_calls_status ON api_calls(status)")
 
 
+def m011_judge(db: sqlite3.Connection) -> None:
+    """Judge verdicts (one row per cache key, like drafts) and each calibration of a judge prompt.
+
+    A verdict's cache key covers the image, both captions in the order shown, the prompt version,
+    backend, model and decoding settings, so a rerun never pays for a verdict it already has; its
+    paid calls go to ``api_calls`` like drafting's, so one budget covers both.
+    """
+    _execute_all(
+        db,
+        """
+        CREATE TABLE judge_verdicts (
+            cache_key TEXT PRIMARY KEY,
+            image_id TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            prompt_sha256 TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            model TEXT NOT NULL,
+            params_json TEXT NOT NULL,
+            subject_json TEXT NOT NULL,
+            status TEXT NOT NULL,
+            verdict_json TEXT,
+            raw_text TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            run_id INTEGER REFERENCES runs(id),
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX judge_verdicts_image ON judge_verdicts(image_id);
+        CREATE TABLE judge_calibrations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER REFERENCES runs(id),
+            prompt_version TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            model TEXT NOT NULL,
+            metrics_json TEXT NOT NULL,
+            chosen INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_drafts,
@@ -305,6 +349,7 @@ MIGRATIONS: list[Migration] = [
     m007_review_identity,
     m008_generations,
     m009_project,
+    m011_judge,
 ]
 
 

@@ -24,6 +24,7 @@ from data_tools.records import ImageMetadata
 from data_tools.workspace._base import now
 from data_tools.workspace.drafts import DraftStoreMixin
 from data_tools.workspace.generations import GenerationStoreMixin
+from data_tools.workspace.judge import JudgeStoreMixin
 from data_tools.workspace.migrations import apply_migrations
 from data_tools.workspace.project import ProjectStoreMixin
 from data_tools.workspace.reviews import ReviewStoreMixin
@@ -116,7 +117,9 @@ class WorkspaceError(UserError, RuntimeError):
     """The workspace cannot be opened or is not a Mirada workspace."""
 
 
-class Workspace(DraftStoreMixin, ReviewStoreMixin, GenerationStoreMixin, ProjectStoreMixin):
+class Workspace(
+    DraftStoreMixin, ReviewStoreMixin, GenerationStoreMixin, ProjectStoreMixin, JudgeStoreMixin
+):
     """A Mirada project directory. Open with ``Workspace.open(path)``; close or use as a context manager."""
 
     def __init__(self, root: Path, db: sqlite3.Connection) -> None:

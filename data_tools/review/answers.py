@@ -261,9 +261,11 @@ class AnswerReader:
             number = value
         elif isinstance(value, str):
             text = normalise(value)
-            for word in self.vocabulary.candidate_words:
-                if text.startswith(word):
-                    text = text[len(word) :].strip()
+            # Longest word first and a whole word only: Catalan "candidat" must not eat "candidate 2".
+            for word in sorted(self.vocabulary.candidate_words, key=len, reverse=True):
+                rest = text[len(word) :]
+                if text.startswith(word) and (not rest or rest[0] == " " or rest[0].isdigit()):
+                    text = rest.strip()
                     break
             if text.isdigit():
                 number = int(text)

@@ -7,7 +7,7 @@ EXTRAS ?= all,dev
 DEMO_DIR ?= demo
 STAMP := $(VENV)/.mirada-installed
 
-.PHONY: demo test lint bench setup clean argilla
+.PHONY: demo test lint bench setup clean argilla chromium
 
 setup: $(STAMP)
 
@@ -19,24 +19,20 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
-	$(BIN)/mirada sample $(DEMO_DIR)/sample
-	$(BIN)/mirada collect $(DEMO_DIR)/sample --workspace $(DEMO_DIR)/workspace --config configs/collect.yaml
-	$(BIN)/python -m vlm.tiny qwen2_5_vl $(DEMO_DIR)/models/tiny-qwen2_5_vl
-	$(BIN)/mirada draft --workspace $(DEMO_DIR)/workspace --config configs/draft_demo.yaml
-	$(BIN)/mirada draft --workspace $(DEMO_DIR)/workspace --config configs/draft.yaml --dry-run
-	$(BIN)/mirada review export --workspace $(DEMO_DIR)/workspace
-	$(BIN)/mirada review simulate --workspace $(DEMO_DIR)/workspace --file $(DEMO_DIR)/simulated_answers.jsonl
-	$(BIN)/mirada review import --workspace $(DEMO_DIR)/workspace --file $(DEMO_DIR)/simulated_answers.jsonl
-	$(BIN)/mirada review status --workspace $(DEMO_DIR)/workspace
-	$(BIN)/mirada prefs --workspace $(DEMO_DIR)/workspace --config configs/prefs.yaml --name mirada_demo
-	$(BIN)/mirada train --config configs/train/tiny-qwen2_5_vl-dpo.yaml \
-		model_name_or_path=$(DEMO_DIR)/models/tiny-qwen2_5_vl \
-		dataset_name=$(DEMO_DIR)/workspace/exports/prefs/mirada_demo_image_dpo \
-		output_dir=$(DEMO_DIR)/runs/tiny-qwen2_5_vl-dpo
-	$(BIN)/mirada status --workspace $(DEMO_DIR)/workspace
-	$(BIN)/mirada export --workspace $(DEMO_DIR)/workspace
+	$(BIN)/mirada run configs/pipeline.yaml --var root=$(DEMO_DIR)
+	@echo "workspace: $(DEMO_DIR)/workspace   prefs datasets: $(DEMO_DIR)/workspace/exports/prefs/"
+	@echo "adapter + Model Card: $(DEMO_DIR)/runs/tiny-qwen2_5_vl-dpo/   Space: $(DEMO_DIR)/space/"
+	@echo "publish plan (dry run): $(DEMO_DIR)/workspace/exports/publish/   try the UI: $(BIN)/mirada demo \\"
+	@echo "  --model $(DEMO_DIR)/models/tiny-qwen2_5_vl --adapter $(DEMO_DIR)/runs/tiny-qwen2_5_vl-dpo --workspace $(DEMO_DIR)/workspace"
 
-test: $(STAMP)
+# The browser tests drive Debian's chromium through playwright (never `playwright install`).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x $(CHROMIUM) || { echo "installing Debian chromium for the browser tests"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

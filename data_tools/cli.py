@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # subcommand: (entry point, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("data_tools.sample:main", "write the embedded sample image folder (generated, no network)"),
+    "project": ("data_tools.project:main", "set the workspace's Hub owner, dataset name and code URL once"),
     "collect": ("data_tools.collect:main", "collect images + cultural metadata into a workspace"),
     "draft": (
         "data_tools.draft.cli:main",
@@ -31,6 +32,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vlm.train.cli:main",
         "align a VLM with QLoRA SFT/DPO/KTO through TRL, with emissions and a Model Card",
     ),
+    "generate": (
+        "vlm.generate.cli:main",
+        "caption the test split with a base model and its adapters (batched, cached) for eval and demo",
+    ),
+    "eval": (
+        "eval.cli:main",
+        "compare captioning systems: BLEU/chrF++/CIDEr-D/ROUGE-L + cultural metrics per country, with intervals",
+    ),
+    "judge": (
+        "eval.judge.cli:main",
+        "VLM judge that sees the image: win rates between systems; `judge calibrate` against your annotators",
+    ),
+    "demo": ("vlm.demo.cli:main", "try the base model and adapters side by side in Gradio; export a Space"),
+    "publish": (
+        "vlm.publish.cli:main",
+        "push datasets, adapter, eval report, notebooks, configs and the demo Space (--dry-run lists all)",
+    ),
+    "run": (
+        "data_tools.pipeline:main",
+        "run the stages of a pipeline YAML in order, skipping finished unchanged ones",
+    ),
     "status": ("data_tools.status:main", "show what a workspace holds: images, rejections, duplicates, runs"),
     "export": ("data_tools.export:main", "export collected images as a Hugging Face dataset"),
 }
@@ -38,7 +60,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 USAGE = """usage: mirada <command> [options]   (mirada <command> --help for details)
 
 Mirada turns a folder of photos into a culturally better captioning model:
-collect -> draft -> review -> prefs -> train, all on one workspace directory.
+collect -> draft -> review -> prefs -> train -> generate -> eval/judge -> demo/publish,
+all on one workspace directory.
 
 commands:
 {commands}

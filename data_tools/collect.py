@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +110,10 @@ class CollectSummary:
     clusters: list[dict[str, Any]] = field(default_factory=list)
     near_duplicates: int = 0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    untemplated: Counter[str] = field(default_factory=Counter)
+    collected: list[tuple[str, str | None]] = field(default_factory=list)  # (input, language) stored this run
+    cleared: int = 0  # rejections of inputs that were fixed or removed since an earlier run
 
     @property
     def decided(self) -> int:
@@ -132,6 +136,9 @@ class CollectSummary:
             "rejections": self.rejections,
             "near_duplicates": self.near_duplicates,
             "near_duplicate_clusters": self.clusters,
+            "warnings": self.warnings,
+            "untemplated_languages": dict(self.untemplated),
+            "stale_rejections_cleared": self.cleared,
             "seconds": round(self.seconds, 3),
         }
 
@@ -141,6 +148,29 @@ def _image_signature(config: CollectConfig) -> str:
     return fingerprint_of(
         config.images.model_dump(), config.metadata.model_dump(), config.source.model_dump()
     )
+
+
+def draft_template_gaps(languages: Iterable[str | None]) -> set[str]:
+    """The language tags among ``languages`` that the default draft prompts cannot caption.
+
+    Uses the draft stage's own lookup (exact variety, then bare language), so collect warns about
+    exactly the images ``mirada draft`` would fail on, before anyone pays for a draft run.
+    """
+    from data_tools.draft.config import DraftConfig
+    from data_tools.draft.prompts import PromptError, PromptLibrary
+
+    defaults = DraftConfig()
+    try:
+        library = PromptLibrary(defaults.prompts_dir, defaults.prompt_version)
+    except PromptError:  # no shipped templates to check against (a trimmed install)
+        return set()
+    gaps = set()
+    for tag in {t for t in languages if t}:
+        try:
+            library.for_language(tag)
+        except PromptError:
+            gaps.add(tag)
+    return gaps
 
 
 def _process(item: SourceItem, image_config: ImageConfig) -> NormalizedImage:
@@ -174,6 +204,8 @@ class Collector:
                                 metadata_file=metadata_file,
                                 client=client,
                                 download_config=self.config.download,
+                                max_file_bytes=self.config.images.max_file_bytes,
+                                warn=lambda message: self._warn(summary, message),
                             )
                         )
                         threads = (
@@ -182,6 +214,12 @@ class Collector:
                             else self.config.workers
                         )
                         self._collect_items(items, run.id, summary, threads, label=spec)
+                        if items and metadata_file is None:  # a whole source was listed: forget what is gone
+                            for source in {item.source for item in items}:
+                                summary.cleared += self.ws.clear_stale_rejections(
+                                    source, {item.input_key for item in items}
+                                )
+                self._report_template_gaps(summary)
                 if self.config.neardup.enabled:
                     self._find_near_duplicates(summary)
             finally:
@@ -205,9 +243,11 @@ class Collector:
             if item.error is not None:
                 self._reject(item, item.error.reason, item.error.detail, run_id, summary)
                 continue
+            where = f"{item.origin} ({item.display})" if item.origin else item.display
             try:
                 item.metadata = validate_metadata(
                     item.metadata,
+                    warn=lambda message, where=where: self._warn(summary, f"{where}: {message}"),
                     required=tuple(self.config.metadata.required),
                     categories=tuple(self.config.metadata.categories),
                     strict_categories=self.config.metadata.strict_categories,
@@ -215,7 +255,6 @@ class Collector:
                     max_context_chars=self.config.metadata.max_context_chars,
                 ).to_dict()
             except MetadataError as exc:
-                where = f"{item.origin} ({item.display})" if item.origin else item.display
                 self._reject(item, "invalid_metadata", f"{where}: {exc}", run_id, summary)
                 continue
             yield item
@@ -255,6 +294,7 @@ class Collector:
             self._reject(item, "unreadable", f"{type(exc).__name__}: {exc}", run_id, summary)
             return
         meta = ImageMetadata(**item.metadata)
+        summary.collected.append((item.display, meta.language))
         file_name = f"{image.sha256[:2]}/{image.sha256}.{image.extension}"
         target = self.ws.images_dir / file_name
         if not target.exists():
@@ -262,24 +302,30 @@ class Collector:
             temporary = target.with_suffix(f".tmp{os.getpid()}")
             temporary.write_bytes(image.data)
             os.replace(temporary, target)  # the file is whole before the database points at it
-        previous = self.ws.get_input(item.input_key)
-        if previous is not None and previous.image_id == image.sha256:
-            self.ws.update_metadata(image.sha256, meta, item.input_key, item.fingerprint, run_id)
-            summary.metadata_updated += 1
-            return
-        is_new = self.ws.add_image(
-            image_id=image.sha256,
-            file_name=file_name,
-            fmt=image.extension,
-            width=image.width,
-            height=image.height,
-            phash=image.phash,
-            meta=meta,
-            source=item.source,
-            input_key=item.input_key,
-            fingerprint=item.fingerprint,
-            run_id=run_id,
-        )
+        # Decide and write in one transaction: another collect on this workspace may have stored this
+        # very input since it was listed, and must then read as done here, not as a duplicate of itself.
+        with self.ws.transaction():
+            previous = self.ws.get_input(item.input_key)
+            if previous is not None and previous.image_id == image.sha256:
+                if previous.fingerprint == item.fingerprint and previous.outcome in ("accepted", "duplicate"):
+                    summary.unchanged += 1
+                    return
+                self.ws.update_metadata(image.sha256, meta, item.input_key, item.fingerprint, run_id)
+                summary.metadata_updated += 1
+                return
+            is_new = self.ws.add_image(
+                image_id=image.sha256,
+                file_name=file_name,
+                fmt=image.extension,
+                width=image.width,
+                height=image.height,
+                phash=image.phash,
+                meta=meta,
+                source=item.source,
+                input_key=item.input_key,
+                fingerprint=item.fingerprint,
+                run_id=run_id,
+            )
         if is_new:
             summary.new += 1
         else:
@@ -291,7 +337,32 @@ class Collector:
         self.ws.record_rejection(item.input_key, item.fingerprint, reason, detail, run_id)
         summary.rejected[reason] += 1
         summary.rejections.append({"input": item.display, "reason": reason, "detail": detail})
-        log.warning("rejected %s: %s: %s", item.display, reason, detail)
+        if item.display in detail:  # the detail names the input already: say it once
+            log.warning("rejected (%s) %s", reason, detail)
+        else:
+            log.warning("rejected %s (%s): %s", item.display, reason, detail)
+
+    def _report_template_gaps(self, summary: CollectSummary) -> None:
+        """Name the images of this run whose variety has no draft template, with the fix."""
+        if not summary.collected:
+            return
+        gaps = draft_template_gaps(language for _, language in summary.collected)
+        for tag in sorted(gaps):
+            names = [display for display, language in summary.collected if language == tag]
+            summary.untemplated[tag] = len(names)
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            self._warn(
+                summary,
+                f"{len(names)} image(s) in language {tag!r} have no draft template ({shown}): `mirada draft` "
+                f"will not caption them. Add configs/prompts/draft/v1/{tag}.yaml (copy es.yaml and translate "
+                f"it), or give them a variety that has one in their metadata (e.g. es-PE)",
+            )
+
+    def _warn(self, summary: CollectSummary, message: str) -> None:
+        """Something accepted that a person should look at: logged now, listed in the report."""
+        if message not in summary.warnings:
+            summary.warnings.append(message)
+            log.warning("%s", message)
 
     def _find_near_duplicates(self, summary: CollectSummary) -> None:
         rows = self.ws.phashes()
@@ -342,6 +413,14 @@ def print_summary(summary: CollectSummary, workspace: Workspace) -> None:
         if len(summary.rejections) > 50:
             rejected.add_row("…", f"{len(summary.rejections) - 50} more", "see exports/collect_report.json")
         console.print(rejected)
+    if summary.warnings:
+        warned = Table(title="warnings (collected, but worth a look)", show_header=False)
+        warned.add_column("warning", overflow="fold")
+        for message in summary.warnings[:50]:
+            warned.add_row(message)
+        if len(summary.warnings) > 50:
+            warned.add_row(f"… {len(summary.warnings) - 50} more in exports/collect_report.json")
+        console.print(warned)
     if summary.clusters and not is_quiet():
         clusters = Table(title="near-duplicate clusters")
         clusters.add_column("kept")

@@ -17,10 +17,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import to_jsonable_python
 
+from data_tools.errors import UserError
+
 T = TypeVar("T", bound="StageConfig")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration that cannot be used; the message says which key and why."""
 
 
@@ -78,12 +80,33 @@ def _explain(model: type[BaseModel], error: ValidationError, source: str) -> Con
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
         if item["type"] == "extra_forbidden":
-            hint = difflib.get_close_matches(key, known, n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-            lines.append(f"  unknown key {key!r}{suggestion}")
+            lines.append(f"  unknown key {key!r}{did_you_mean(key, known)}")
         else:
             lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
     return ConfigError("\n".join(lines))
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML settings file; one-line :class:`ConfigError` when missing, invalid or not a mapping.
+
+    Every stage (and ``mirada train``, whose keys are TRL's) reads its ``--config`` file here.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    return loaded
+
+
+def did_you_mean(key: str, known: Iterable[str], cutoff: float = 0.6) -> str:
+    """``"; did you mean 'learning_rate'?"`` for a close known key, else ``""``."""
+    hint = difflib.get_close_matches(key, sorted(known), n=1, cutoff=cutoff)
+    return f"; did you mean {hint[0]!r}?" if hint else ""
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
@@ -91,16 +114,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterabl
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-        data = loaded
+        data = read_yaml_mapping(path)
         source = str(path)
     overrides = list(overrides)
     if overrides:

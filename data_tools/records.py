@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from data_tools.errors import UserError
 from data_tools.secrets import public_url
 
 METADATA_FIELDS = (
@@ -30,19 +32,29 @@ METADATA_FIELDS = (
     "source_url",
 )
 
-# A few licence spellings people write in spreadsheets that are not SPDX ids.
+# Licence spellings people write in spreadsheets that are not SPDX ids (keys folded by _fold).
+# Creative Commons forms ("CC BY 4", "CC-BY-SA 4.0 Internacional") are parsed by _CC_PATTERN instead.
 _LICENSE_ALIASES = {
     "cc0": "CC0-1.0",
     "public domain": "CC0-1.0",
     "publicdomain": "CC0-1.0",
     "pd": "CC0-1.0",
-    "apache 2.0": "Apache-2.0",
+    "dominio publico": "CC0-1.0",
+    "dominio publico cc0": "CC0-1.0",
+    "domini public": "CC0-1.0",
+    "jabari publikoa": "CC0-1.0",
+    "apache 2 0": "Apache-2.0",
     "apache2": "Apache-2.0",
     "mit license": "MIT",
+    "licencia mit": "MIT",
 }
+_CC_PATTERN = re.compile(
+    r"^(?:cc|creative commons)\s*((?:by|sa|nc|nd)(?:\s*(?:by|sa|nc|nd))*)\s*v?(\d)(?:\s*(\d))?"
+    r"(?:\s*(?:int|intl|international|internacional|internacional))?$"
+)
 
 
-class MetadataError(ValueError):
+class MetadataError(UserError, ValueError):
     """Invalid metadata for one record; ``field`` and ``value`` say what to fix."""
 
     def __init__(self, field_name: str, value: object, reason: str) -> None:
@@ -92,28 +104,106 @@ def _spdx_keys_casefold() -> dict[str, str]:
     return {key.casefold(): key for key in _spdx_licensing().known_symbols}
 
 
-def normalize_country(value: str) -> str:
-    """ISO 3166-1 alpha-2 from alpha-2, alpha-3 or an English name: ``normalize_country('mex') == 'MX'``."""
+# Languages whose country names collect accepts besides English: the project's own languages.
+COUNTRY_NAME_LANGUAGES = ("es", "pt", "pt_BR", "ca", "gl", "eu", "fr", "it")
+
+
+def _fold(text: str) -> str:
+    """Case-, accent- and punctuation-insensitive key: ``_fold(' Perú ') == 'peru'``."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    letters = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(re.sub(r"[^\w]+", " ", letters).split())
+
+
+@functools.cache
+def _country_names() -> dict[str, tuple[str, str]]:
+    """Folded country name -> ``(alpha_2, name as written)`` in English and the localised catalogs.
+
+    The names come from pycountry's own gettext catalogs of ISO 3166-1 (the Debian iso-codes
+    translations), so ``México``, ``Espanya``, ``Perú`` or ``Brasil`` resolve without a hand-kept list.
+    A name that two countries share in different languages keeps the first (English) reading.
+    """
+    import gettext
+
+    import pycountry
+
+    translators = [gettext.NullTranslations()]
+    for language in COUNTRY_NAME_LANGUAGES:
+        try:
+            translators.append(gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=[language]))
+        except OSError:  # a pycountry build without that catalog: English still works
+            continue
+    names: dict[str, tuple[str, str]] = {}
+    for translator in translators:
+        for country in pycountry.countries:
+            for attr in ("name", "common_name", "official_name"):
+                english = getattr(country, attr, None)
+                if not english:
+                    continue
+                local = translator.gettext(english)
+                for variant in (local, local.split(",")[0]):
+                    names.setdefault(_fold(variant), (country.alpha_2, variant.strip()))
+    return names
+
+
+def suggest_country(value: str, limit: int = 3) -> list[str]:
+    """Country names close to a misspelt one, best first: ``suggest_country('Mexco')[0] == 'Mexico'``."""
+    import difflib
+
+    names = _country_names()
+    close = difflib.get_close_matches(_fold(value), list(names), n=limit * 3, cutoff=0.75)
+    seen: list[str] = []
+    for key in close:
+        shown = names[key][1]
+        if shown not in seen:
+            seen.append(shown)
+    return seen[:limit]
+
+
+def normalize_country(value: str, warn: Callable[[str], None] | None = None) -> str:
+    """ISO 3166-1 alpha-2 from a code or a name as people write it: ``normalize_country('Perú') == 'PE'``.
+
+    Accepts alpha-2, alpha-3, and country names in English, Spanish, Portuguese, Catalan, Galician
+    and Basque (any case, with or without accents). A near miss (``Mexco``) is resolved only when
+    one country is clearly meant, and ``warn`` is told so; otherwise the error says "did you mean".
+    """
     import pycountry
 
     text = value.strip()
     if not text:
         raise MetadataError("country", value, "empty")
-    candidates = []
+    found = None
     if len(text) == 2:
-        candidates.append(pycountry.countries.get(alpha_2=text.upper()))
+        found = pycountry.countries.get(alpha_2=text.upper())
     elif len(text) == 3:
-        candidates.append(pycountry.countries.get(alpha_3=text.upper()))
-    else:
-        for attr in ("name", "common_name", "official_name"):
-            try:
-                candidates.append(pycountry.countries.get(**{attr: text}))
-            except KeyError:
-                continue
-    for country in candidates:
-        if country is not None:
-            return country.alpha_2
-    raise MetadataError("country", value, "not an ISO 3166-1 country code (expected e.g. MX, PE, ES, BR)")
+        found = pycountry.countries.get(alpha_3=text.upper())
+    if found is not None:
+        return found.alpha_2
+    names = _country_names()
+    hit = names.get(_fold(text))
+    if hit is not None:
+        return hit[0]
+    import difflib
+
+    suggestions = suggest_country(text)
+    codes = {names[_fold(s)][0] for s in suggestions}
+    sure = (
+        bool(suggestions)
+        and difflib.SequenceMatcher(None, _fold(text), _fold(suggestions[0])).ratio() >= 0.83
+    )
+    if len(text) > 3 and len(codes) == 1 and sure:
+        code = codes.pop()
+        if warn is not None:
+            warn(
+                f"country {text!r} is not a known name; read as {code} ({suggestions[0]}), write {code} to confirm"
+            )
+        return code
+    hint = f"did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+    raise MetadataError(
+        "country",
+        value,
+        hint or "not a country code or name (expected e.g. MX, PE, ES, BR, or México, Perú, España)",
+    )
 
 
 def normalize_language(value: str) -> str:
@@ -137,9 +227,17 @@ def normalize_license(value: str) -> str | None:
     ``normalize_license('cc-by-sa-4.0') == 'CC-BY-SA-4.0'``; ``normalize_license('CC BY 4.0') == 'CC-BY-4.0'``.
     """
     text = value.strip()
-    alias = _LICENSE_ALIASES.get(text.casefold())
+    folded = _fold(text).replace("_", " ")
+    alias = _LICENSE_ALIASES.get(folded)
     if alias:
         return alias
+    creative = _CC_PATTERN.match(folded)
+    if creative:
+        parts = "-".join(creative.group(1).upper().split())
+        spdx = f"CC-{parts}-{creative.group(2)}.{creative.group(3) or 0}"
+        known = _spdx_keys_casefold().get(spdx.casefold())
+        if known:
+            return known
     keys = _spdx_keys_casefold()
     dashed = re.sub(r"\s+", "-", text)
     for candidate in (text, dashed):
@@ -157,7 +255,9 @@ def _text(field_name: str, value: object, max_chars: int) -> str | None:
         return None
     if isinstance(value, float) and value != value:  # NaN from pandas/CSV
         return None
-    if not isinstance(value, str | int | float):
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        raise MetadataError(field_name, value, "expected text, got an infinite number")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise MetadataError(field_name, value, f"expected text, got {type(value).__name__}")
     text = str(value).strip()
     if not text:
@@ -197,15 +297,18 @@ def validate_metadata(
     strict_categories: bool = False,
     max_field_chars: int = 500,
     max_context_chars: int = 4000,
+    warn: Callable[[str], None] | None = None,
 ) -> ImageMetadata:
     """Validate and normalise one record's metadata; raise :class:`MetadataError` on the first problem.
 
     Unknown keys are ignored (sidecar files often carry extra columns); ``categories`` is the
-    configured vocabulary, enforced only with ``strict_categories``.
+    configured vocabulary, enforced only with ``strict_categories``. ``warn`` hears what was
+    accepted but deserves a look (a guessed country, a licence that is not SPDX), so collect can
+    say it at collect time, naming the file, instead of a silent flag found at prefs.
     """
     meta = ImageMetadata()
     country = _text("country", raw.get("country"), max_field_chars)
-    meta.country = normalize_country(country) if country else None
+    meta.country = normalize_country(country, warn) if country else None
     language = _text("language", raw.get("language"), max_field_chars)
     meta.language = normalize_language(language) if language else None
     meta.region = _text("region", raw.get("region"), max_field_chars)
@@ -225,6 +328,11 @@ def validate_metadata(
         if meta.license is None:
             meta.license = license_text
             meta.flags.append("unknown_license")
+            if warn is not None:
+                warn(
+                    f"license {license_text!r} is not an SPDX licence: collected, but it cannot be published "
+                    "(write e.g. CC-BY-4.0, CC-BY-SA-4.0, CC0-1.0)"
+                )
     else:
         meta.flags.append("no_license")
     meta.author = _text("author", raw.get("author"), max_field_chars)

@@ -12,14 +12,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from data_tools.config import ConfigError, StageConfig, describe_config
+from data_tools.config import StageConfig, describe_config
+from data_tools.errors import UserError as BaseUserError
 from data_tools.logs import setup_logging
 from data_tools.secrets import redact
 
 log = logging.getLogger("data_tools")
 
 
-class UserError(RuntimeError):
+class UserError(BaseUserError, RuntimeError):
     """A failure the user can fix (bad input, missing workspace); shown without a traceback."""
 
 
@@ -71,9 +72,6 @@ def run_stage(
     body: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser, argv: Sequence[str] | None
 ) -> int:
     """Parse ``argv``, set up logging, run ``body`` and map known errors to exit codes."""
-    from data_tools.sources.base import SourceError
-    from data_tools.workspace import WorkspaceError
-
     args = parser.parse_args(argv)
     setup_logging(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     try:
@@ -84,7 +82,7 @@ def run_stage(
             file=sys.stderr,
         )
         return 130
-    except (ConfigError, WorkspaceError, SourceError, UserError) as exc:
+    except BaseUserError as exc:  # ConfigError, WorkspaceError, SourceError, every stage's own
         if getattr(args, "verbose", False):
             raise
         print(f"{parser.prog}: error: {redact(str(exc))}", file=sys.stderr)  # no registered key, ever

@@ -14,6 +14,8 @@ from typing import Any
 from data_tools.stage_args import add_common_args, run_stage
 from data_tools.workspace import Workspace
 
+REJECTIONS_SHOWN = 50
+
 
 def workspace_summary(workspace: Workspace) -> dict[str, Any]:
     """Counts a user asks about first: images by country/language/category/licence, rejections, duplicates."""
@@ -36,11 +38,38 @@ def workspace_summary(workspace: Workspace) -> dict[str, Any]:
         "drafts_by_strategy": workspace.draft_counts(),
         "spend": workspace.spend(),
         "ledger": workspace.ledger_summary(),
+        "rejections": [
+            {"input": row.input_key, "reason": row.reason, "detail": row.detail} for row in workspace.rejections()
+        ],
         "runs": [
-            {key: run[key] for key in ("id", "stage", "status", "started_at", "finished_at")}
+            {**{key: run[key] for key in ("id", "stage", "status", "started_at", "finished_at")},
+             "result": run_result(run["stage"], run.get("summary"))}
             for run in workspace.runs()
         ],
-    }
+    }  # fmt: skip
+
+
+def run_result(stage: str, summary: Any) -> str:
+    """One line on what a run did, from its recorded summary (any stage: collect, draft, review, prefs,
+    train, eval…): the counts it recorded, never guessed."""
+    if not isinstance(summary, dict) or not summary:
+        return ""
+    parts = []
+    for key, value in summary.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            counts = {k: v for k, v in value.items() if v} if isinstance(value, dict) else {}
+            if counts and all(isinstance(v, int) for v in counts.values()):
+                parts.append(f"{key} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            continue
+        if key in ("seconds",) or value in (0, ""):
+            continue
+        parts.append(f"{key} {value}")
+    return "; ".join(parts[:8])
+
+
+def _minute(stamp: str | None) -> str:
+    """``2026-12-02T06:22:55+00:00`` -> ``2026-12-02 06:22`` (UTC, as stored)."""
+    return (stamp or "")[:16].replace("T", " ")
 
 
 def print_status(summary: dict[str, Any]) -> None:
@@ -90,11 +119,23 @@ def print_status(summary: dict[str, Any]) -> None:
             else ""
         )
         console.print(f"[bold]spend so far: ${spend['cost_usd']:.4f}[/bold]{uncertain}")
-    runs = Table(title="runs")
-    for column in ("id", "stage", "status", "started_at", "finished_at"):
-        runs.add_column(column)
-    for run in summary["runs"][-10:]:
-        runs.add_row(*(str(run[c] or "") for c in ("id", "stage", "status", "started_at", "finished_at")))
+    if summary["rejections"]:
+        rejected = Table(title="rejected inputs (fix them and collect again; fixed ones are cleared)")
+        for column in ("input", "reason", "detail"):
+            rejected.add_column(column, overflow="fold")  # fold, never cut: paths and reasons are the point
+        for row in summary["rejections"][:REJECTIONS_SHOWN]:
+            rejected.add_row(row["input"], row["reason"] or "", row["detail"] or "")
+        console.print(rejected)
+        if len(summary["rejections"]) > REJECTIONS_SHOWN:
+            console.print(
+                f"… {len(summary['rejections']) - REJECTIONS_SHOWN} more rejected inputs: see --json"
+            )
+    runs = Table(title="runs of every stage (collect, draft, review, prefs, train, eval)")
+    for column in ("id", "stage", "status", "started_at", "finished_at", "result"):
+        runs.add_column(column, overflow="fold")
+    for run in summary["runs"]:
+        started, finished = _minute(run["started_at"]), _minute(run["finished_at"])
+        runs.add_row(str(run["id"]), run["stage"], run["status"], started, finished, run["result"])
     console.print(runs)
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "METHODS",
     "BudgetError",
     "ModelSpec",
+    "TokenizerFacts",
     "count_image_tokens",
     "get_spec",
     "is_skipped",
@@ -237,6 +238,25 @@ BudgetFn = Callable[["ProcessorMixin", int, int], int]
 
 
 @dataclass(frozen=True)
+class TokenizerFacts:
+    """What the family's real tokenizer holds, so the offline tiny models (:mod:`vlm.tiny`) match it.
+
+    ``special_tokens`` are the named ones (``bos_token`` ... ``image_token``, ``boi_token``); named
+    tokens outside the standard set are transformers 5 ``extra_special_tokens``, which makes them
+    attributes (``tok.image_token``). ``other_tokens`` are special (never split) without a name.
+    ``eos_tokens`` are extra stop tokens the real ``generation_config`` lists. ``chat_template`` is
+    the template the real checkpoints ship: ``trl:<name>`` (TRL's bundled copy, so TRL recognises it
+    by identity), ``mirada:<name>`` (``vlm/templates/``, for checkpoints that ship none) or the text.
+    """
+
+    special_tokens: dict[str, str]
+    chat_template: str
+    other_tokens: tuple[str, ...] = ()
+    eos_tokens: tuple[str, ...] = ()
+    add_bos_token: bool = False
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything Mirada needs to know about one VLM family.
 
@@ -247,6 +267,9 @@ class ModelSpec:
     ``chat_template`` names a template in ``vlm/templates/`` for checkpoints that ship none.
     ``prefix_lm`` families attend bidirectionally over the prompt, so SFT batches must come from the
     processor's prefix/suffix API (:mod:`vlm.train.collators`), not from TRL's chat-template collator.
+    ``syncs_image_grids`` families read the processor's image grids from the model config too, so a
+    budget that prunes them must be copied to the model (:func:`sync_model_to_processor`).
+    ``tokenizer`` describes the real tokenizer (special tokens, template) for the tiny models.
     """
 
     name: str
@@ -264,6 +287,8 @@ class ModelSpec:
     extra_special_tokens: tuple[str, ...] = ()
     chat_template: str | None = None
     prefix_lm: bool = False
+    syncs_image_grids: bool = False
+    tokenizer: TokenizerFacts | None = None
     notes: str = ""
 
     @property
@@ -358,6 +383,43 @@ _PALIGEMMA_REFUSAL = (
     "PaliGemma's processor raises ValueError on that; train it with SFT, or pick another family"
 )
 
+# Tokenizer facts of the real checkpoints (the tiny models reproduce them).
+# llava-hf/llava-1.5-7b-hf's template (TRL bundles no llava-1.5 one); it already carries the
+# {% generation %} markers that assistant-only loss needs.
+_LLAVA_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
+    "{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', "
+    "'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != "
+    "'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', "
+    "'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+# Qwen2-VL and Qwen2.5-VL share tokenizer and template (TRL notes the templates are byte-identical).
+_QWEN_TOKENIZER = TokenizerFacts(
+    special_tokens={
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "image_token": "<|image_pad|>",
+        "video_token": "<|video_pad|>",
+        "vision_bos_token": "<|vision_start|>",
+        "vision_eos_token": "<|vision_end|>",
+    },
+    other_tokens=("<|im_start|>",),
+    eos_tokens=("<|endoftext|>",),
+    chat_template="trl:qwen2_5_vl",
+)
+_TILE_TOKENS = tuple(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7))
+# LLaVA 1.5 (Vicuna) and LLaVA-NeXT (Mistral) both use Llama-style sentencepiece specials.
+_LLAMA_SPECIALS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "image_token": "<image>",
+}
+_GEMMA_SPECIALS = {"bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>", "pad_token": "<pad>"}
+
 register_model(
     name="qwen2_5_vl",
     model_types=("qwen2_5_vl",),
@@ -369,6 +431,7 @@ register_model(
     budget=_budget_qwen,
     requires=("torchvision",),
     notes="the processor holds a video processor, which needs torchvision; budget via size=pixel counts",
+    tokenizer=_QWEN_TOKENIZER,
 )
 register_model(
     name="qwen2_vl",
@@ -381,6 +444,7 @@ register_model(
     budget=_budget_qwen,
     requires=("torchvision",),
     notes="as Qwen2.5-VL",
+    tokenizer=_QWEN_TOKENIZER,
 )
 register_model(
     name="idefics3",
@@ -392,6 +456,18 @@ register_model(
     default_max_image_tokens=1024,
     budget=_budget_idefics3,
     notes="language model at model.text_model; image splitting multiplies image tokens",
+    tokenizer=TokenizerFacts(
+        special_tokens={
+            "bos_token": "<|begin_of_text|>",
+            "eos_token": "<end_of_utterance>",
+            "pad_token": "<|finetune_right_pad_id|>",
+            "image_token": "<image>",
+        },
+        other_tokens=("<|end_of_text|>", "<fake_token_around_image>", "<global-img>", *_TILE_TOKENS),
+        eos_tokens=("<|end_of_text|>",),
+        add_bos_token=True,
+        chat_template="trl:idefics3",
+    ),
 )
 register_model(
     name="smolvlm",
@@ -404,6 +480,16 @@ register_model(
     budget=_budget_idefics3,
     requires=("torchvision", "num2words"),
     notes="small, for quick real runs; the processor imports num2words and has a video processor",
+    tokenizer=TokenizerFacts(
+        special_tokens={
+            "bos_token": "<|im_start|>",
+            "eos_token": "<end_of_utterance>",
+            "pad_token": "<|im_end|>",
+            "image_token": "<image>",
+        },
+        other_tokens=("<fake_token_around_image>", "<global-img>", "<video>", *_TILE_TOKENS),
+        chat_template="trl:smolvlm",
+    ),
 )
 register_model(
     name="llava_next",
@@ -414,7 +500,11 @@ register_model(
     skip_modules=_TOWER_SKIP,
     default_max_image_tokens=2928,
     budget=_budget_llava_next,
+    syncs_image_grids=True,
     notes="anyres tiling: the image-token count depends on the aspect ratio; a budget prunes the largest grids",
+    tokenizer=TokenizerFacts(
+        special_tokens=_LLAMA_SPECIALS, add_bos_token=True, chat_template="trl:llava_next"
+    ),
 )
 register_model(
     name="llava",
@@ -424,6 +514,9 @@ register_model(
     license="llama2",
     skip_modules=_TOWER_SKIP,
     default_max_image_tokens=576,
+    tokenizer=TokenizerFacts(
+        special_tokens=_LLAMA_SPECIALS, add_bos_token=True, chat_template=_LLAVA_TEMPLATE
+    ),
 )
 register_model(
     name="gemma3",
@@ -435,6 +528,18 @@ register_model(
     default_max_image_tokens=256,
     extra_special_tokens=("boi_token", "eoi_token", "image_token"),
     notes="tokenizer needs boi/eoi/image extra special tokens; returns token_type_ids",
+    tokenizer=TokenizerFacts(
+        special_tokens={
+            **_GEMMA_SPECIALS,
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
+        other_tokens=("<start_of_turn>", "<end_of_turn>"),
+        eos_tokens=("<end_of_turn>",),
+        add_bos_token=True,
+        chat_template="trl:gemma3",
+    ),
 )
 register_model(
     name="paligemma",
@@ -449,4 +554,9 @@ register_model(
     chat_template="paligemma",
     prefix_lm=True,
     notes="prefix-LM: SFT batches come from processor(text, images, suffix=caption); pt checkpoints ship no template",
+    tokenizer=TokenizerFacts(
+        special_tokens={**_GEMMA_SPECIALS, "image_token": "<image>"},
+        add_bos_token=True,
+        chat_template="mirada:paligemma",  # the checkpoints ship none; see vlm/templates/
+    ),
 )

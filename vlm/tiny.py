@@ -10,8 +10,8 @@ special tokens and chat template, a config with a 64-wide, 2-layer text model an
 tower, random weights, written with ``save_pretrained``. The trade-off: their outputs are noise,
 so tests can check shapes, token counts, finiteness and that training steps run, never quality.
 
-Per-family differences live in one registry (:data:`_FAMILIES`); adding a family means adding one
-:class:`_FamilySpec`, not branching elsewhere.
+Per-family facts (special tokens, chat template) live in the registry (:mod:`vlm.registry`,
+``ModelSpec.tokenizer``); this module adds one builder per family (its tiny config and processor).
 
     >>> path = build_tiny_vlm("qwen2_5_vl", tmp_path / "qwen")        # doctest: +SKIP
     >>> model, processor = load_tiny_vlm(path)                          # doctest: +SKIP
@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from vlm.registry import TokenizerFacts, get_spec, known_models, template_path
 
 if TYPE_CHECKING:  # heavy imports stay lazy so importing ``vlm`` costs nothing
     from transformers import PreTrainedModel, ProcessorMixin, TokenizersBackend
 
-__all__ = ["FAMILIES", "build_tiny_vlm", "load_tiny_vlm"]
+__all__ = ["FAMILIES", "TINY_TAG", "build_tiny_vlm", "is_tiny_random", "load_tiny_vlm"]
+
+TINY_TAG = "random-weights"
+"""Tag in a tiny model's README: its weights are random, so what it outputs is noise."""
 
 # A few dozen sentences so the BPE learns merges that cover accents, ñ, ç, tildes and the words our
 # prompts use; the exact text matters only in that tokenisation of test prompts stays short.
@@ -78,27 +82,6 @@ _TEXT_HEADS = {"num_attention_heads": 4, "num_key_value_heads": 2}
 _VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
 _VOCAB_MULTIPLE = 64
 _MAX_POSITIONS = 2048
-
-
-@dataclass(frozen=True)
-class _FamilySpec:
-    """Everything that differs between families, in one place.
-
-    ``special_tokens`` are the named ones (``bos_token`` ... ``image_token``, ``boi_token``); named
-    tokens outside the standard set go to transformers 5's ``extra_special_tokens`` dict, which
-    makes them attributes (``tok.image_token``, ``tok.image_token_id``) as the real tokenizers have.
-    ``other_tokens`` are added as special (never split) without a name.
-    ``chat_template`` is either ``trl:<name>`` (a file bundled with TRL) or the template itself.
-    ``build`` turns the trained tokenizer into (model config, processor).
-    """
-
-    name: str
-    special_tokens: dict[str, str]
-    chat_template: str
-    build: Callable[[TokenizersBackend, str], tuple[Any, ProcessorMixin]]
-    other_tokens: tuple[str, ...] = ()
-    eos_tokens: tuple[str, ...] = ()  # extra stop tokens for generation_config, as the real ones have
-    add_bos_token: bool = False  # as the real tokenizer; chat templates that start with bos avoid doubling
 
 
 def _token_id(tokenizer: TokenizersBackend, token: str) -> int:
@@ -415,130 +398,19 @@ def _build_paligemma(tokenizer: TokenizersBackend, chat_template: str) -> tuple[
     return config, processor
 
 
-# llava-hf/llava-1.5-7b-hf's template (TRL bundles no llava-1.5 one); it already carries the
-# {% generation %} markers that assistant-only loss needs.
-_LLAVA_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
-    "{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', "
-    "'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != "
-    "'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
-    "{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', "
-    "'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
-)
-
-# Qwen2-VL and Qwen2.5-VL share tokenizer and template (TRL notes the templates are byte-identical).
-_QWEN_TOKENS: dict[str, Any] = {
-    "special_tokens": {
-        "eos_token": "<|im_end|>",
-        "pad_token": "<|endoftext|>",
-        "image_token": "<|image_pad|>",
-        "video_token": "<|video_pad|>",
-        "vision_bos_token": "<|vision_start|>",
-        "vision_eos_token": "<|vision_end|>",
-    },
-    "other_tokens": ("<|im_start|>",),
-    "eos_tokens": ("<|endoftext|>",),
-    "chat_template": "trl:qwen2_5_vl",
+_BUILDERS: dict[str, Callable[[TokenizersBackend, str], tuple[Any, ProcessorMixin]]] = {
+    "qwen2_5_vl": _build_qwen2_5_vl,
+    "qwen2_vl": _build_qwen2_vl,
+    "idefics3": _build_idefics3,
+    "smolvlm": _build_smolvlm,
+    "llava": _build_llava,
+    "llava_next": _build_llava_next,
+    "paligemma": _build_paligemma,
+    "gemma3": _build_gemma3,
 }
-# LLaVA 1.5 (Vicuna) and LLaVA-NeXT (Mistral) both use Llama-style sentencepiece specials.
-_LLAMA_TOKENS = {
-    "bos_token": "<s>",
-    "eos_token": "</s>",
-    "unk_token": "<unk>",
-    "pad_token": "<pad>",
-    "image_token": "<image>",
-}
+"""Family name → builder of (model config, processor). The tokenizer facts are the registry's."""
 
-_FAMILIES: dict[str, _FamilySpec] = {
-    spec.name: spec
-    for spec in (
-        _FamilySpec(name="qwen2_5_vl", build=_build_qwen2_5_vl, **_QWEN_TOKENS),
-        _FamilySpec(name="qwen2_vl", build=_build_qwen2_vl, **_QWEN_TOKENS),
-        _FamilySpec(
-            name="idefics3",
-            special_tokens={
-                "bos_token": "<|begin_of_text|>",
-                "eos_token": "<end_of_utterance>",
-                "pad_token": "<|finetune_right_pad_id|>",
-                "image_token": "<image>",
-            },
-            other_tokens=(
-                "<|end_of_text|>",
-                "<fake_token_around_image>",
-                "<global-img>",
-                *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
-            ),
-            eos_tokens=("<|end_of_text|>",),
-            add_bos_token=True,
-            chat_template="trl:idefics3",
-            build=_build_idefics3,
-        ),
-        _FamilySpec(
-            name="smolvlm",
-            special_tokens={
-                "bos_token": "<|im_start|>",
-                "eos_token": "<end_of_utterance>",
-                "pad_token": "<|im_end|>",
-                "image_token": "<image>",
-            },
-            other_tokens=(
-                "<fake_token_around_image>",
-                "<global-img>",
-                "<video>",
-                *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
-            ),
-            chat_template="trl:smolvlm",
-            build=_build_smolvlm,
-        ),
-        _FamilySpec(
-            name="llava",
-            special_tokens=_LLAMA_TOKENS,
-            add_bos_token=True,
-            chat_template=_LLAVA_TEMPLATE,
-            build=_build_llava,
-        ),
-        _FamilySpec(
-            name="llava_next",
-            special_tokens=_LLAMA_TOKENS,
-            add_bos_token=True,
-            chat_template="trl:llava_next",
-            build=_build_llava_next,
-        ),
-        _FamilySpec(
-            name="paligemma",
-            special_tokens={
-                "bos_token": "<bos>",
-                "eos_token": "<eos>",
-                "unk_token": "<unk>",
-                "pad_token": "<pad>",
-                "image_token": "<image>",
-            },
-            add_bos_token=True,
-            chat_template="mirada:paligemma",  # the checkpoints ship none; see vlm/templates/
-            build=_build_paligemma,
-        ),
-        _FamilySpec(
-            name="gemma3",
-            special_tokens={
-                "bos_token": "<bos>",
-                "eos_token": "<eos>",
-                "unk_token": "<unk>",
-                "pad_token": "<pad>",
-                "boi_token": "<start_of_image>",
-                "eoi_token": "<end_of_image>",
-                "image_token": "<image_soft_token>",
-            },
-            other_tokens=("<start_of_turn>", "<end_of_turn>"),
-            eos_tokens=("<end_of_turn>",),
-            add_bos_token=True,
-            chat_template="trl:gemma3",
-            build=_build_gemma3,
-        ),
-    )
-}
-
-FAMILIES: tuple[str, ...] = tuple(_FAMILIES)
+FAMILIES: tuple[str, ...] = tuple(n for n in known_models() if n in _BUILDERS and get_spec(n).tokenizer)
 """Names accepted by :func:`build_tiny_vlm` (transformers ``model_type`` spelling)."""
 
 
@@ -549,8 +421,6 @@ def _chat_template(source: str) -> str:
     The file is located without importing ``trl`` (which costs about a second).
     """
     if source.startswith("mirada:"):
-        from vlm.registry import template_path
-
         return template_path(source.removeprefix("mirada:")).read_text(encoding="utf-8")
     if not source.startswith("trl:"):
         return source
@@ -563,7 +433,7 @@ def _chat_template(source: str) -> str:
     return (Path(spec.origin).parent / "chat_templates" / f"{name}.jinja").read_text(encoding="utf-8")
 
 
-def _train_tokenizer(spec: _FamilySpec) -> TokenizersBackend:
+def _train_tokenizer(spec: TokenizerFacts) -> TokenizersBackend:
     """Byte-level BPE trained on :data:`_CORPUS`, wrapped with the family's special tokens.
 
     Special tokens are given to the BPE trainer so they get the lowest ids and are never split;
@@ -606,15 +476,16 @@ def build_tiny_vlm(family: str, out_dir: str | Path, *, seed: int = 0) -> Path:
         >>> build_tiny_vlm("gemma3", "/tmp/tiny-gemma3")                 # doctest: +SKIP
         PosixPath('/tmp/tiny-gemma3')
     """
-    if family not in _FAMILIES:
+    if family not in FAMILIES:
         raise ValueError(f"unknown tiny VLM family {family!r}; known families: {', '.join(FAMILIES)}")
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
-    spec = _FAMILIES[family]
+    spec = get_spec(family).tokenizer
+    assert spec is not None  # FAMILIES holds only families with tokenizer facts
     out = Path(out_dir)
     tokenizer = _train_tokenizer(spec)
-    config, processor = spec.build(tokenizer, _chat_template(spec.chat_template))
+    config, processor = _BUILDERS[family](tokenizer, _chat_template(spec.chat_template))
     if len(processor.tokenizer) > config.get_text_config().vocab_size:  # a processor added tokens
         raise RuntimeError(f"{family}: processor tokenizer grew to {len(processor.tokenizer)} tokens")
 
@@ -629,30 +500,45 @@ def build_tiny_vlm(family: str, out_dir: str | Path, *, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    (out / "README.md").write_text(
+        f"---\ntags:\n- {TINY_TAG}\n- mirada-tiny\n---\n\n# Tiny random {family} model\n\nBuilt offline by "
+        f"`python -m vlm.tiny {family}` (seed {seed}): the real {family} format with random weights. Its outputs "
+        "are noise; it exists to test and demonstrate the pipeline.\n",
+        encoding="utf-8",
+    )
     return out
+
+
+def is_tiny_random(model: str | Path) -> bool:
+    """Whether ``model`` is a folder built by :func:`build_tiny_vlm` (its README carries :data:`TINY_TAG`).
+
+    Cards use it to say, at the top, that a run's base model has random weights.
+    """
+    readme = Path(model).expanduser() / "README.md"
+    if not readme.is_file():
+        return False
+    from huggingface_hub import ModelCard
+
+    try:
+        return TINY_TAG in (ModelCard.load(readme).data.tags or [])
+    except (OSError, ValueError):
+        return False
 
 
 def load_tiny_vlm(path: str | Path, **processor_kwargs: Any) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Load a model built by :func:`build_tiny_vlm` exactly as a Hub checkpoint would be loaded.
 
-    ``processor_kwargs`` go to ``AutoProcessor.from_pretrained`` (e.g. ``backend="pil"``: the saved
-    ``image_processor_type`` carries no back-end, and transformers picks torchvision when it is
-    importable, as it would for a real checkpoint).
-
-    Raises ``TypeError`` when ``AutoProcessor`` falls back to a bare tokenizer, which it does
-    silently when it cannot resolve the processor class (DESIGN 6.2); TRL would later fail with a
-    misleading "not a vision model" error.
+    Goes through the shared loading layer (:mod:`vlm.models`), so the tiny models exercise the same
+    family lookup, image budget and bare-tokenizer check as real ones. ``processor_kwargs`` go to
+    ``AutoProcessor.from_pretrained`` (e.g. ``backend="pil"``: the saved ``image_processor_type``
+    carries no back-end, and transformers picks torchvision when it is importable, as it would for a
+    real checkpoint). Raises :class:`vlm.models.ModelLoadError` when ``AutoProcessor`` falls back to a
+    bare tokenizer, which it does silently when it cannot resolve the processor class (DESIGN 6.2).
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor, ProcessorMixin
+    from vlm.models import load_model, load_processor
 
-    processor = AutoProcessor.from_pretrained(path, **processor_kwargs)
-    if not isinstance(processor, ProcessorMixin):
-        raise TypeError(
-            f"AutoProcessor loaded a {type(processor).__name__} from {path}, not a multimodal processor; "
-            "check processor_config.json there (processor_class, image_processor)"
-        )
-    model = AutoModelForImageTextToText.from_pretrained(path)
-    return model, processor
+    processor = load_processor(path, processor_kwargs=processor_kwargs)
+    return load_model(path), processor
 
 
 def main(argv: list[str] | None = None) -> int:

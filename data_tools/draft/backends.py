@@ -13,10 +13,8 @@ and not retry timeouts or dropped connections at all.)
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import io
-import threading
+import importlib
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -218,10 +216,12 @@ class OpenAIBackend:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
+        # No system turn when there is no system text: generation prompts as training did (user turn only).
+        system = [{"role": "system", "content": request.system}] if request.system else []
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [
-                {"role": "system", "content": request.system},
+                *system,
                 {
                     "role": "user",
                     "content": [
@@ -273,83 +273,54 @@ class OpenAIBackend:
         await self.client.aclose()
 
 
-class LocalBackend:
-    """A Hugging Face VLM through transformers, run in a worker thread one request at a time.
+# The implementation lives in the vlm layer; data_tools names it as a string and imports it on first use
+# (the lazy "module:function" pattern of data_tools/cli.py), so the base layer never imports vlm.
+LOCAL_CAPTIONER = "vlm.generate.draft:LocalCaptioner"
 
-    The model loads on the first request (not in the constructor). Any ``AutoModelForImageTextToText``
-    works: a Hub id for real users, or a tiny offline model in tests and ``make demo``.
+
+class LocalBackend:
+    """A Hugging Face VLM (optionally with a LoRA adapter) through Mirada's batched generator.
+
+    Thin by design: requests go to :data:`LOCAL_CAPTIONER`, which loads the model through the shared
+    loading layer on the first request (registry image budget, chat-template fallback, 4-bit, adapter)
+    and runs concurrent requests as batches. Any ``AutoModelForImageTextToText`` works: a Hub id for
+    real users, or a tiny offline model in tests and ``make demo``.
     """
 
     name = "local"
 
-    def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto") -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        adapter: str | None = None,
+        quantization: str = "none",
+        batch_size: int = 8,
+    ) -> None:
         self.model = model
-        self.device = device
-        self.dtype = dtype
-        self._loaded: tuple[Any, Any] | None = None
-        self._lock = threading.Lock()
+        self._options = {"device": device, "dtype": dtype, "adapter": adapter, "quantization": quantization,
+                         "batch_size": batch_size}  # fmt: skip
+        self._captioner: Any = None
 
-    def _load(self) -> tuple[Any, Any]:
-        if self._loaded is None:
-            import torch
-            from transformers import AutoModelForImageTextToText, AutoProcessor, ProcessorMixin
-
-            device = (
-                ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
-            )
-            dtype = (
-                getattr(torch, self.dtype)
-                if self.dtype != "auto"
-                else (torch.bfloat16 if device == "cuda" else torch.float32)
-            )
-            processor = AutoProcessor.from_pretrained(self.model)
-            if not isinstance(processor, ProcessorMixin):  # AutoProcessor silently falls back to a tokenizer
+    def _impl(self) -> Any:
+        if self._captioner is None:
+            module_name, class_name = LOCAL_CAPTIONER.split(":")
+            try:
+                captioner = getattr(importlib.import_module(module_name), class_name)
+            except ImportError as exc:
                 raise BackendError(
-                    "client_error",
-                    f"{self.model} has no multimodal processor; is it a vision-language model?",
-                )
-            model = AutoModelForImageTextToText.from_pretrained(self.model, dtype=dtype).to(device).eval()
-            self._loaded = (model, processor)
-        return self._loaded
-
-    def _generate(self, request: ChatRequest) -> ChatResponse:
-        import torch
-        from PIL import Image
-
-        with self._lock:
-            model, processor = self._load()
-            image = Image.open(io.BytesIO(request.image)).convert("RGB")
-            # The system text is folded into the user turn: not every VLM chat template has a system role.
-            messages = [
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "image", "image": image},
-                        {"type": "text", "text": f"{request.system}\n\n{request.prompt}"},
-                    ],
-                }
-            ]
-            inputs = processor.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-            ).to(model.device)
-            if request.seed is not None:
-                torch.manual_seed(request.seed)
-            with torch.inference_mode():
-                output = model.generate(
-                    **inputs,
-                    max_new_tokens=request.max_tokens,
-                    do_sample=request.temperature > 0,
-                    temperature=request.temperature or None,
-                )
-            prompt_length = inputs["input_ids"].shape[1]
-            new_tokens = output[0, prompt_length:]
-            text = processor.decode(new_tokens, skip_special_tokens=True)
-            return ChatResponse(
-                text, prompt_length, int(new_tokens.shape[0]), prompt_length, int(new_tokens.shape[0])
-            )
+                    "client_error", f"the local backend needs the model extras ({exc.name} is missing): "
+                    "pip install 'mirada[train]'"
+                ) from None  # fmt: skip
+            self._captioner = captioner(self.model, **self._options)
+        return self._captioner
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        return await asyncio.to_thread(self._generate, request)
+        return await self._impl().chat(request)
 
     async def aclose(self) -> None:
-        self._loaded = None
+        if self._captioner is not None:
+            await self._captioner.aclose()
+            self._captioner = None

@@ -51,7 +51,9 @@ def make_backend(config: DraftConfig) -> Backend:
         return OpenAIBackend(
             httpx.AsyncClient(limits=limits), config.openai.model, config.openai.base_url, key
         )
-    return LocalBackend(config.local.model, device=config.local.device, dtype=config.local.dtype)
+    local = config.local
+    return LocalBackend(local.model, device=local.device, dtype=local.dtype, adapter=local.adapter,
+                        quantization=local.quantization, batch_size=local.batch_size)  # fmt: skip
 
 
 async def _run(runner: DraftRunner, jobs: list[Any], run_id: int) -> DraftSummary:

@@ -63,6 +63,16 @@ class LocalSettings(StageConfig):
     )
     device: str = Field("auto", description="'auto' (cuda if available), 'cpu' or 'cuda'")
     dtype: str = Field("auto", description="torch dtype name, or 'auto' (bfloat16 on GPU, float32 on CPU)")
+    adapter: str | None = Field(
+        None,
+        description="LoRA adapter to draft with: a `mirada train` output folder or Hub id (part of the cache key)",
+    )
+    quantization: Literal["none", "4bit", "8bit"] = Field(
+        "none", description="bitsandbytes quantisation of the model"
+    )
+    batch_size: int = Field(
+        8, ge=1, description="requests generated together; keep limits.concurrency at least this high"
+    )
 
 
 class Limits(StageConfig):
@@ -145,9 +155,8 @@ class DraftConfig(StageConfig):
 
     @property
     def model(self) -> str:
-        return {"cohere": self.cohere.model, "openai": self.openai.model, "local": self.local.model}[
-            self.backend
-        ]
+        local = self.local.model + (f"+{self.local.adapter}" if self.local.adapter else "")
+        return {"cohere": self.cohere.model, "openai": self.openai.model, "local": local}[self.backend]
 
     def price(self) -> Price:
         """The price of the configured model; local models cost nothing, unknown paid models are an error."""

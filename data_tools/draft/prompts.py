@@ -149,7 +149,10 @@ class PromptLibrary:
                 return self.templates[base]
         raise PromptError(
             f"no prompt template for language {tag!r} in {self.root / self.version}; "
-            f"available: {sorted(self.templates)}. Add {tag}.yaml (or {str(tag).split('-')[0]}.yaml) there."
+            f"available: {sorted(self.templates)}. Add {tag}.yaml"
+            + (f" (or {str(tag).split('-')[0]}.yaml)" if "-" in str(tag) else "")
+            + " there (copy es.yaml and translate it), or give the image a variety that has one; "
+            "`mirada collect` lists such images"
         )
 
 

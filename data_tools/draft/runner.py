@@ -131,7 +131,17 @@ def cache_key(image_id: str, backend: str, model: str, template_version: str, te
 
 
 class DraftRunner:
-    """Drafts caption candidates for a workspace with one backend."""
+    """Drafts caption candidates for a workspace with one backend.
+
+    The paid-call loop (claims, write-ahead budget reservations, retries, re-asks, ledger) is shared
+    with other kinds of jobs through hooks a subclass overrides: ``pending``, ``_taken``, ``_status``
+    and ``_reserve_call`` (what is still to do, and its claim), ``_request`` (what to send), ``_parse``
+    (a valid answer or ``InvalidOutput``), ``_draft``/``_done`` (the record of a failure/success)
+    and ``_finish_call``/``_save_result`` (how it is stored). The judge (``eval.judge.runner``)
+    reuses it so.
+    """
+
+    kind = "draft"  # progress-bar label
 
     def __init__(self, workspace: Workspace, config: DraftConfig, backend: Backend | None = None) -> None:
         self.ws = workspace
@@ -270,7 +280,7 @@ class DraftRunner:
             queue.put_nowait(job)
         started = time.perf_counter()
         beat = asyncio.create_task(self._heartbeat(run_id, ttl))
-        with progress_bar(total=len(todo), desc=f"draft ({self.config.backend})", unit="cand") as bar:
+        with progress_bar(total=len(todo), desc=f"{self.kind} ({self.config.backend})", unit="cand") as bar:
             deferred: list[DraftJob] = []  # held by another process: looked at once more at the end
 
             async def worker() -> None:
@@ -281,11 +291,11 @@ class DraftRunner:
                     job = deferred.pop() if last_look else queue.get_nowait()
                     # Cheap, lock-free: skip what another process finished or holds; the claim itself is
                     # taken with the first reservation (one transaction), which checks again.
-                    taken = self.ws.draft_taken(job.cache_key, run_id, ttl_s=ttl)
+                    taken = self._taken(job, run_id, ttl)
                     if taken == "held" and not last_look:
                         deferred.append(job)  # its owner may die before this run ends: then take it over
                         continue
-                    if last_look and taken is None and self.ws.draft_status(job.cache_key) == "failed":
+                    if last_look and taken is None and self._status(job) == "failed":
                         taken = "held"  # the other process tried and gave up on it: a rerun retries it
                     try:
                         outcome = (
@@ -296,7 +306,7 @@ class DraftRunner:
                     except Exception as exc:  # one broken job (e.g. an image file gone) must not end the run
                         log.error("%s failed unexpectedly: %s", job.cache_key[:12], exc)
                         error = f"internal_error: {type(exc).__name__}: {redact(str(exc))}"
-                        self.ws.save_draft(self._draft(job, "failed", 0, 0.0, error=error), run_id)
+                        self._save_result(self._draft(job, "failed", 0, 0.0, error=error), run_id)
                         outcome = self._finish(job, "failed", "internal_error", summary)
                     if outcome == "not_started":
                         summary.not_started += 1
@@ -370,7 +380,7 @@ class DraftRunner:
     ) -> str:
         limits = self.config.limits
         if job.error is not None:
-            self.ws.save_draft(self._draft(job, "failed", 0, 0.0, error=job.error), run_id)
+            self._save_result(self._draft(job, "failed", 0, 0.0, error=job.error), run_id)
             return self._finish(job, "failed", "no_prompt_template", summary)
         request = self._request(job)
         base_upper = job.estimate.cost(self.price, upper=True)
@@ -407,7 +417,7 @@ class DraftRunner:
                 call = self._call(job, error.kind, http_status=error.http_status, cost_upper_usd=uncertain,
                                   latency_s=latency, error=redact(str(error)))  # fmt: skip
                 if error.kind == "auth_error":
-                    self.ws.finish_call(call_id, call, run_id, release=job.cache_key)
+                    self._finish_call(call_id, call, run_id, None, release=job.cache_key)
                     state.stop = True
                     state.auth_error = (
                         f"{self.config.backend} rejected the credentials ({redact(str(error))}); "
@@ -421,7 +431,7 @@ class DraftRunner:
                 )
                 draft = self._draft(job, "failed", attempts, job_cost, error=reason) if final else None
                 # finalised before any backoff, so a waiting job (here or in another process) is not blocked
-                self.ws.finish_call(call_id, call, run_id, draft, release=job.cache_key if final else None)
+                self._finish_call(call_id, call, run_id, draft, release=job.cache_key if final else None)
                 if final:
                     return self._finish(job, "failed", error.kind, summary)
                 delay = error.retry_after
@@ -447,7 +457,7 @@ class DraftRunner:
             job_cost += cost
             state.add(cost, 0.0)
             try:
-                parsed = parse_caption(response.text, output=self.config.output)
+                parsed = self._parse(job, response.text)
             except InvalidOutput as exc:
                 invalid += 1
                 summary.calls["invalid_output"] += 1
@@ -465,18 +475,48 @@ class DraftRunner:
                                 error=f"invalid_output: {exc} (after {invalid} answers)")
                     if final else None
                 )  # fmt: skip
-                self.ws.finish_call(call_id, call, run_id, draft, release=job.cache_key if final else None)
+                self._finish_call(call_id, call, run_id, draft, release=job.cache_key if final else None)
                 if final:
                     return self._finish(job, "failed", "invalid_output", summary)
                 continue
             summary.calls["ok"] += 1
             call = self._call(job, "ok", **self._usage(response), cost_usd=cost, latency_s=latency)
-            draft = self._draft(
-                job, "done", attempts, job_cost, caption=parsed.caption, cultural_terms=parsed.cultural_terms,
-                language=parsed.language or job.image.language, confidence=parsed.confidence, raw_text=response.text[:4000],
-            )  # fmt: skip
-            self.ws.finish_call(call_id, call, run_id, draft, release=job.cache_key)
+            draft = self._done(job, attempts, job_cost, parsed, response.text)
+            self._finish_call(call_id, call, run_id, draft, release=job.cache_key)
             return self._finish(job, "done", None, summary)
+
+    # -- hooks a job kind overrides (see the class docstring) ---------------------------------------
+    def _taken(self, job: Any, run_id: int, ttl: float) -> str | None:
+        """``done``/``held`` when another process finished or holds the job (a lock-free read)."""
+        return self.ws.draft_taken(job.cache_key, run_id, ttl_s=ttl)
+
+    def _status(self, job: Any) -> str | None:
+        """``done``/``failed`` of the job's stored result, None if there is none."""
+        return self.ws.draft_status(job.cache_key)
+
+    def _reserve_call(self, call: CallRecord, run_id: int, *, budget_usd: float | None, ttl_s: float,
+                      claim: bool) -> Any:  # fmt: skip
+        """The write-ahead ledger row (and, on a first attempt, the job's claim) in one transaction."""
+        return self.ws.reserve_draft_call(call, run_id, budget_usd=budget_usd, ttl_s=ttl_s, claim=claim)
+
+    def _parse(self, job: Any, text: str) -> Any:
+        return parse_caption(text, output=self.config.output)
+
+    def _done(self, job: Any, attempts: int, cost: float, parsed: Any, text: str) -> Any:
+        return self._draft(
+            job, "done", attempts, cost, caption=parsed.caption, cultural_terms=parsed.cultural_terms,
+            language=parsed.language or job.image.language, confidence=parsed.confidence, raw_text=text[:4000],
+        )  # fmt: skip
+
+    def _finish_call(
+        self, call_id: int, call: CallRecord, run_id: int, result: Any, *, release: str | None
+    ) -> None:
+        """Finalise the reserved ledger row with the job's result (if final) and release its claim, atomically."""
+        self.ws.finish_call(call_id, call, run_id, result, release=release)
+
+    def _save_result(self, result: Any, run_id: int) -> None:
+        """A result that involved no API call (failed before sending)."""
+        self.ws.save_draft(result, run_id)
 
     async def _reserve(
         self, job: DraftJob, run_id: int, state: _RunState, upper: float, *, claim: bool
@@ -491,7 +531,7 @@ class DraftRunner:
         when only live ones stand in the way we wait for them instead of stopping.
         """
         while not state.stop:
-            reservation = self.ws.reserve_draft_call(
+            reservation = self._reserve_call(
                 self._call(job, "reserved", cost_upper_usd=upper),
                 run_id,
                 budget_usd=self.config.budget_usd,
@@ -511,7 +551,7 @@ class DraftRunner:
     def _give_up(
         self, job: DraftJob, run_id: int, attempts: int, cost: float, why: str, summary: DraftSummary
     ) -> str:
-        self.ws.save_draft(
+        self._save_result(
             self._draft(job, "failed", attempts, cost, error=f"{why} before a usable answer"), run_id
         )
         return self._finish(job, "failed", why.replace(" ", "_"), summary)

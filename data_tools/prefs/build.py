@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import yaml
 
+from data_tools.errors import UserError
 from data_tools.prefs.config import DPOSettings, KTOSettings, PrefsConfig, SFTSettings, portable
 from data_tools.prefs.split import SPLIT_ORDER, SplitItem, assign_splits
 from data_tools.workspace import ImageRow, Workspace
@@ -56,7 +57,7 @@ FORMAT_FILTERS: dict[str, tuple[str, ...]] = {
 _EPS = 1e-9
 
 
-class PrefsError(ValueError):
+class PrefsError(UserError, ValueError):
     """The workspace cannot give preference data (nothing reviewed, no instruction for a variety…)."""
 
 
@@ -520,6 +521,14 @@ def _by_split(rows: list[dict[str, Any]], splits: dict[str, str]) -> dict[str, i
     return {split: counts[split] for split in SPLIT_ORDER if counts[split]}
 
 
+def _untemplated(workspace: Workspace) -> dict[str, int]:
+    from data_tools.collect import draft_template_gaps
+
+    languages = {tag: n for tag, n in workspace.count_images_by("language").items() if tag != "(none)"}
+    gaps = draft_template_gaps(languages)
+    return {tag: languages[tag] for tag in sorted(gaps)}
+
+
 def build_prefs(workspace: Workspace, config: PrefsConfig) -> PrefsResult:
     """Rows of every requested format from the workspace's review decisions, split and counted."""
     instructions = Instructions.load(config.instructions)
@@ -563,6 +572,9 @@ def build_prefs(workspace: Workspace, config: PrefsConfig) -> PrefsResult:
             "used": sum(len(item.sides) for item in reviewed),
             "dropped": {name: caption_counts[name] for name in CAPTION_FILTERS},
         },
+        # Collected images `mirada draft` cannot caption (their variety has no draft template), by variety:
+        # they never reach review, so without this count they would vanish without a word.
+        "untemplated": _untemplated(workspace),
         "splits": {
             "images": {s: n for s in SPLIT_ORDER if (n := sum(1 for v in splits.values() if v == s))},
             "clusters": {

@@ -17,8 +17,10 @@ for any such dataset), and teams add their own words through ``card.motivation``
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -116,14 +118,84 @@ class Provenance:
     agreement_error: str | None
     problems: dict[str, int]
     versions: dict[str, str] = field(default_factory=library_versions)
+    # country -> {why its collected images are not in this dataset: images}
+    left_out: dict[str, dict[str, int]] = field(default_factory=dict)
+    untemplated: dict[str, int] = field(default_factory=dict)  # variety without a draft template -> images
+    edits: int = 0  # submitted corrections whose text differs from the pre-filled suggestion
+    suggestions_accepted: int = 0  # submitted answers that left the pre-filled suggestion as it was
 
     @property
     def simulated(self) -> bool:
         return any(name.startswith("simulated-") for name in self.annotators)
 
 
-def provenance(workspace: Workspace, image_ids: set[str]) -> Provenance:
-    """Provenance for the images in ``image_ids`` (annotators, agreement and problems only over those)."""
+def _left_out(
+    workspace: Workspace,
+    image_ids: set[str],
+    done: list[Any],
+    drop_unpublishable: bool,
+    usable: set[str] | None,
+    fmt: str | None,
+) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Why each collected image that is not in this dataset was left out, counted per country.
+
+    The first stage an image did not get through names the reason, so a country that was collected
+    but is absent from the dataset is never reported as simply "missing".
+    """
+    from data_tools.collect import draft_template_gaps
+
+    images = workspace.images(status=None)
+    gaps = draft_template_gaps(image.language for image in images)
+    drafted = {d.image_id for d in done}
+    decisions: dict[str, str] = {}
+    for decision in workspace.review_decisions():
+        status = decision.get("status") or "pending"
+        if decisions.get(decision["image_id"]) != "decided":
+            decisions[decision["image_id"]] = status
+    left_out: dict[str, Counter[str]] = {}
+    untemplated: Counter[str] = Counter()
+    for image in images:
+        if image.language in gaps and image.status == "ok":
+            untemplated[image.language] += 1
+        if image.id in image_ids or not image.country:
+            continue
+        if image.status != "ok":
+            why = (
+                "set aside as near-duplicates"
+                if image.status == "near_duplicate"
+                else f"status {image.status}"
+            )
+        elif image.language in gaps:
+            why = f"no draft template for {image.language}"
+        elif image.id not in drafted:
+            why = "not drafted yet"
+        elif image.id not in decisions:
+            why = "not reviewed yet"
+        elif decisions[image.id] != "decided":
+            why = f"review {decisions[image.id]}"
+        elif drop_unpublishable and not image.publishable:
+            why = "licence not publishable"
+        elif usable is not None and image.id in usable and fmt:
+            why = f"made no {fmt.upper()} row (tied, identical or unranked captions; see Filters)"
+        else:
+            why = "dropped by the prefs filters (agreement, caption or pairing; see Filters)"
+        left_out.setdefault(image.country, Counter())[why] += 1
+    return {k: dict(v.most_common()) for k, v in sorted(left_out.items())}, dict(untemplated)
+
+
+def provenance(
+    workspace: Workspace,
+    image_ids: set[str],
+    *,
+    drop_unpublishable: bool = True,
+    usable: set[str] | None = None,
+    fmt: str | None = None,
+) -> Provenance:
+    """Provenance for the images in ``image_ids`` (annotators, agreement and problems only over those).
+
+    ``usable`` are the images that passed the record filters (for any format), so an image that did
+    but made no row of ``fmt`` is said to be left out for that reason.
+    """
     done = [d for d in workspace.drafts(status="done")]
     draft_models = Counter(f"{d.backend}/{portable(d.model)} (prompts {d.prompt_version})" for d in done)
     runs: dict[str, dict[str, Any]] = {}
@@ -142,10 +214,16 @@ def provenance(workspace: Workspace, image_ids: set[str]) -> Provenance:
     except ImportError as exc:  # krippendorff/statsmodels come with the review extra
         error = f"not computed: {exc.name} is not installed (pip install 'mirada[review]')"
     problems: Counter[str] = Counter()
+    edits = accepted = 0
     for decision in workspace.review_decisions():
         if decision["image_id"] in image_ids:
             problems.update(decision.get("problems") or {})
+            edits += len(decision.get("corrections") or [])
+            accepted += int(decision.get("suggestion_accepted") or 0)
+    left_out, untemplated = _left_out(workspace, image_ids, done, drop_unpublishable, usable, fmt)
     return Provenance(
+        left_out=left_out,
+        untemplated=untemplated,
         image_status=workspace.count_images_by("status", status=None),
         drafts_by_strategy=workspace.draft_counts(),
         draft_models=dict(draft_models.most_common()),
@@ -156,6 +234,8 @@ def provenance(workspace: Workspace, image_ids: set[str]) -> Provenance:
         agreement=agreement,
         agreement_error=error,
         problems=dict(problems.most_common()),
+        edits=edits,
+        suggestions_accepted=accepted,
     )
 
 
@@ -172,9 +252,10 @@ class CardInputs:
     report: dict[str, Any]
     instructions: Instructions
     provenance: Provenance
-    local_path: str  # for the load_from_disk snippet, relative to where users run it
-    workspace: str  # the workspace as the user named it, for the reproduce command
-    repo_id: str | None = None
+    local_path: str  # for the load_from_disk snippet: relative to the workspace's parent, never absolute
+    workspace: str  # the workspace folder's own name, for the reproduce command
+    repo_id: str | None = None  # where the dataset is (or will be) on the Hub: pushed, or the project's owner
+    code_url: str | None = None  # the card's link to the code: card.code_url, else the project setting
 
 
 def size_category(n: int) -> str:
@@ -186,9 +267,26 @@ def size_category(n: int) -> str:
     return "n>1M"
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
+
+
+def md_text(value: Any) -> str:
+    """What people typed (a category, a region, a licence), rendered as text, never as markup.
+
+    HTML is escaped (an ``<img onerror=…>`` category shows as those characters, it does not run)
+    and Markdown's inline markers are backslash-escaped, so metadata cannot add links, emphasis or
+    table cells to a card. ``md_text('<b>x</b>') == '&lt;b&gt;x&lt;/b&gt;'``.
+    """
+    text = html.escape(str(value), quote=False).replace("\n", " ").replace("\r", " ")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
 def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table; cells keep the Markdown the card writes (`code`) but never raw HTML."""
+
     def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
+        text = str(value).replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+        return re.sub(r"(?<!\\)\|", r"\\|", text)
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
@@ -243,21 +341,37 @@ def bias_findings(stats: dict[str, Any], inputs: CardInputs) -> dict[str, list[s
     if len(countries) == 1:
         only = next(iter(countries))
         lines.append(f"**Countries:** every image is from {only} ({country_name(only)}).")
-    missing = [c for c in inputs.config.card.expected_countries if c not in countries]
+    expected = inputs.config.card.expected_countries
+    left_out = inputs.provenance.left_out
+    filtered = [c for c in left_out if c not in countries]
+    missing = [c for c in expected if c not in countries and c not in left_out]
     if missing:
         lines.append(
-            f"**Missing countries:** no images from {len(missing)} of the "
-            f"{len(inputs.config.card.expected_countries)} countries of Latin America and the Iberian "
-            "Peninsula the card checks: " + ", ".join(f"{c} ({country_name(c)})" for c in missing) + "."
+            f"**Missing countries:** no images were collected from {len(missing)} of the {len(expected)} "
+            "countries of Latin America and the Iberian Peninsula the card checks: "
+            + ", ".join(f"{c} ({country_name(c)})" for c in missing)
+            + "."
         )
-    lines += [f"**Language varieties:** {line}" for line in _representation(stats["by_language"], total, str)]
-    lines += [f"**Categories:** {line}" for line in _representation(stats["by_category"], total, str)]
+    if filtered:
+        lines.append(
+            "**Collected but not in this dataset:** "
+            + "; ".join(
+                f"{c} ({country_name(c)}): "
+                + ", ".join(f"{n} image{'s' if n != 1 else ''} ({why})" for why, n in left_out[c].items())
+                for c in filtered
+            )
+            + "."
+        )
+    lines += [
+        f"**Language varieties:** {line}" for line in _representation(stats["by_language"], total, md_text)
+    ]
+    lines += [f"**Categories:** {line}" for line in _representation(stats["by_category"], total, md_text)]
     small = [k for column in ("country", "language", "category") for k, v in stats[f"by_{column}"].items()
              if v["images"] < SMALL_GROUP]  # fmt: skip
     if small:
         lines.append(
             f"**Small groups:** {len(set(small))} countries, varieties or categories have fewer than "
-            f"{SMALL_GROUP} images ({', '.join(sorted(set(small)))}); figures about them are anecdotal."
+            f"{SMALL_GROUP} images ({', '.join(md_text(k) for k in sorted(set(small)))}); figures about them are anecdotal."
         )
     findings["balance"] = lines
 
@@ -301,8 +415,8 @@ def bias_findings(stats: dict[str, Any], inputs: CardInputs) -> dict[str, list[s
             if len(by) >= 2:
                 low = min(by, key=lambda k: (by[k], k))
                 high = max(by, key=lambda k: (by[k], k))
-                disagreement.append(f"Lowest mean agreement by {label}: {low} ({by[low]:.2f}); highest: "
-                                    f"{high} ({by[high]:.2f}).")  # fmt: skip
+                disagreement.append(f"Lowest mean agreement by {label}: {md_text(low)} ({by[low]:.2f}); highest: "
+                                    f"{md_text(high)} ({by[high]:.2f}).")  # fmt: skip
         disagreement.append(
             f"{agreement['full']} of {agreement['n']} images with two or more annotators had full agreement on "
             f"every candidate's acceptability."
@@ -316,7 +430,7 @@ def bias_findings(stats: dict[str, Any], inputs: CardInputs) -> dict[str, list[s
     problems = inputs.provenance.problems
     if problems:
         disagreement.append("Problems annotators flagged (responses): " + ", ".join(
-            f"{k} ({v})" for k, v in problems.items()) + ".")  # fmt: skip
+            f"{md_text(k)} ({v})" for k, v in problems.items()) + ".")  # fmt: skip
     findings["disagreement"] = disagreement
     return findings
 
@@ -333,6 +447,8 @@ def limitations(stats: dict[str, Any], inputs: CardInputs) -> list[str]:
     corrections = stats["sources"].get("correction", 0)
     items.append(f"Candidate captions were drafted by {models or 'no model'}; they carry that model's knowledge "
                  f"and blind spots. Only {corrections} of {stats['rows']} rows use a caption written by a person.")  # fmt: skip
+    items.append(f"Annotators edited the pre-filled correction {prov.edits} time(s); {prov.suggestions_accepted} "
+                 "answer(s) left it unchanged, which counts as accepting that candidate, never as a correction.")  # fmt: skip
     items.append(f"{len(prov.annotators)} annotator(s) judged these images; their cultural background shapes what "
                  "counts as appropriate, and a small group cannot speak for a whole country or variety.")  # fmt: skip
     items.append(f"{stats['images']} images from {len(stats['by_country'])} countries: enough to steer a model's "
@@ -438,7 +554,7 @@ def _statistics_section(stats: dict[str, Any], charts: dict[str, str]) -> list[s
         headers = [column] + (["name"] if column == "country" else []) + ["images", "rows", "share of images",
                                                                           "mean agreement"]  # fmt: skip
         agreement = stats["agreement_by"][column]
-        rows = [[key] + ([country_name(key)] if column == "country" else [])
+        rows = [[md_text(key)] + ([country_name(key)] if column == "country" else [])
                 + [g["images"], g["rows"], _pct(g["images"], total), _num(agreement.get(key), 2)]
                 for key, g in groups.items()]  # fmt: skip
         out += [f"### {title}", "", md_table(headers, rows), "", f"![{title}]({charts[chart]})", ""]
@@ -527,6 +643,7 @@ def _pairing_text(config: PrefsConfig, fmt: str) -> str:
 
 def _trl_snippet(inputs: CardInputs, stats: dict[str, Any]) -> str:
     fmt = inputs.fmt
+    # The Hub id when the project has an owner; else the folder relative to the workspace's parent.
     source = (f'load_dataset("{inputs.repo_id}")' if inputs.repo_id
               else f'load_from_disk("{inputs.local_path}")')  # fmt: skip
     loader = "from datasets import load_dataset" if inputs.repo_id else "from datasets import load_from_disk"
@@ -604,8 +721,9 @@ def render_card(inputs: CardInputs, stats: dict[str, Any], charts: dict[str, str
             "sft": "image–caption targets"}[fmt]  # fmt: skip
     out += [
         f"**{stats['rows']} {kind}** for **{stats['images']} images** from **{len(countries)} "
-        f"countr{'y' if len(countries) == 1 else 'ies'}** ({', '.join(countries)}) in **{len(varieties)} language "
-        f"variet{'y' if len(varieties) == 1 else 'ies'}** ({', '.join(varieties)}), in TRL's vision format for "
+        f"countr{'y' if len(countries) == 1 else 'ies'}** ({', '.join(map(md_text, countries))}) in **{len(varieties)} "
+        f"language variet{'y' if len(varieties) == 1 else 'ies'}** ({', '.join(map(md_text, varieties))}), in TRL's "
+        "vision format for "
         f"`{upper}Trainer`. Captions describe each image with its cultural context, in the variety of the place.",
         "",
         "## Motivation and impact",
@@ -628,7 +746,7 @@ def render_card(inputs: CardInputs, stats: dict[str, Any], charts: dict[str, str
         out += [config.card.motivation.strip(), ""]
     out += [
         "Built with Mirada (`mirada prefs`), an open pipeline for teams with a folder of photos, API credits and one "
-        "GPU" + (f"; code: <{config.card.code_url}>" if config.card.code_url else "") + ".",
+        "GPU" + (f"; code: <{inputs.code_url}>" if inputs.code_url else "") + ".",
         "",
         "## Dataset structure",
         "",
@@ -640,12 +758,7 @@ def render_card(inputs: CardInputs, stats: dict[str, Any], charts: dict[str, str
         "",
         md_table(["column", "meaning"], [[f"`{c}`", COLUMN_HELP.get(c, "")] for c in _columns(fmt, config)]),
         "",
-        "An example (image omitted):",
-        "",
-        "```json",
-        json.dumps(stats["example"], ensure_ascii=False, indent=2),
-        "```",
-        "",
+        *_example_block(stats["example"]),
         "## How it was made",
         "",
     ]  # fmt: skip
@@ -657,7 +770,10 @@ def render_card(inputs: CardInputs, stats: dict[str, Any], charts: dict[str, str
         f"2. **draft**: {PIPELINE['draft']}. {drafted} candidates were drafted ("
         + ", ".join(f"{k}: {v.get('done', 0)}" for k, v in sorted(prov.drafts_by_strategy.items()))
         + ") by " + (", ".join(f"`{m}` ({n})" for m, n in prov.draft_models.items()) or "no model")
-        + f"; API spend ${prov.spend_usd:.2f}.",
+        + f"; API spend ${prov.spend_usd:.2f}."
+        + (" " + ", ".join(f"{n} image{'s' if n != 1 else ''} in {md_text(tag)}" for tag, n in prov.untemplated.items())
+           + " could not be drafted: no draft template exists for that variety (add one under "
+           "`configs/prompts/draft/`)." if prov.untemplated else ""),
         f"3. **review**: {PIPELINE['review']}.",
         f"4. **prefs**: {PIPELINE['prefs']}. {_pairing_text(config, fmt)}",
         "",
@@ -709,7 +825,34 @@ def render_card(inputs: CardInputs, stats: dict[str, Any], charts: dict[str, str
             f"mirada prefs --workspace {inputs.workspace} --config {CONFIG_FILE} --format {fmt} --name "
             f"{inputs.name.rsplit('_image_', 1)[0]}", "```", ""]  # fmt: skip
     content = f"---\n{header.to_yaml()}\n---\n\n" + "\n".join(out).rstrip() + "\n"
-    return DatasetCard(content)
+    return DatasetCard(scrub_local_paths(content))
+
+
+# An absolute POSIX path of two or more parts (``/tmp/x/y``, ``/home/ana/ws``) or a Windows one, not
+# part of a URL: the card keeps only its last part.
+_LOCAL_PATH = re.compile(r"(?<![\w.~/-])(?:/(?!/)|[A-Za-z]:\\)(?:[\w.@+-]+[/\\])+([\w.@+-]+)")
+
+
+def scrub_local_paths(text: str) -> str:
+    """Cards never carry someone's directories: ``/tmp/ws/photos`` becomes ``photos``.
+
+    ``portable`` already rewrites the paths Mirada knows it writes; this last pass catches the
+    ones inside other strings (``folder:/tmp/…`` sources, error texts) so no ``/tmp/…`` or home
+    directory reaches a published card.
+    """
+    return _LOCAL_PATH.sub(lambda m: m.group(1), text)
+
+
+def _example_block(example: dict[str, Any]) -> list[str]:
+    """The example row in a code fence no caption can close, with a word when no row is readable."""
+    shown = {k: v for k, v in example.items() if not k.startswith("_")}
+    text = json.dumps(shown, ensure_ascii=False, indent=2)
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    out = ["An example (image omitted):", ""]
+    if not example.get("_readable", True):
+        out += ["No row of this dataset has readable text: its captions contain characters that are not text "
+                "(U+FFFD), as a randomly initialised test model writes. The first row is shown as it is.", ""]  # fmt: skip
+    return [*out, fence + "json", text, fence, ""]
 
 
 def _columns(fmt: str, config: PrefsConfig) -> list[str]:
@@ -726,7 +869,10 @@ def _licence_section(stats: dict[str, Any], config: PrefsConfig) -> list[str]:
                "attribution:")  # fmt: skip
     out += [
         "",
-        md_table(["image licence", "images", "share"], [[k, v, _pct(v, total)] for k, v in licences.items()]),
+        md_table(
+            ["image licence", "images", "share"],
+            [[md_text(k), v, _pct(v, total)] for k, v in licences.items()],
+        ),
         "",
     ]
     notes = []

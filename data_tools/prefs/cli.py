@@ -50,6 +50,11 @@ def print_summary(report: dict[str, Any], exports: list[Export], urls: dict[str,
         for name in FORMAT_FILTERS[fmt]:
             table.add_row("", name, str(entry["dropped"][name]))
     console.print(table)
+    for tag, count in (report.get("untemplated") or {}).items():
+        console.print(
+            f"[yellow]{count} collected image(s) in {tag} were never drafted: no draft template for {tag}; add "
+            f"configs/prompts/draft/v1/{tag}.yaml and run `mirada draft` again[/yellow]"
+        )
     splits = report["splits"]["images"]
     console.print("images per split: " + ", ".join(f"{k}={v}" for k, v in splits.items()))
     if "kto" in report:
@@ -130,7 +135,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.pr
                 )
             register_secret(token)
         with Workspace.open(args.workspace, create=False) as workspace:
-            base = config.name or default_base_name(workspace.root)
+            base = config.name or workspace.project().get("dataset_name") or default_base_name(workspace.root)
             try:
                 repo_ids = hub_repo_ids(args.push_to_hub, base, config.formats) if args.push_to_hub else None
             except ValueError as exc:
@@ -149,6 +154,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.pr
                         "relax filters (e.g. --set filters.min_agreement=0)"
                     )
                 exports = export_all(workspace, config, result, base_name=base, repo_ids=repo_ids)
+                # generate/eval caption exactly these splits (test images were never trained on)
+                workspace.record_splits(base, result.splits, run.id)
                 run.summary = {**result.report, "exports": {e.fmt: str(e.path) for e in exports}}
                 urls: dict[str, str] = {}
                 if token:

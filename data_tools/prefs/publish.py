@@ -60,17 +60,6 @@ def hub_repo_ids(target: str, base_name: str, formats: list[str]) -> dict[str, s
     return {fmt: f"{owner}/{dataset_name(name, fmt)}" for fmt in formats}
 
 
-def _display_path(path: Path, workspace: Workspace) -> str:
-    """A path for the card: relative to the working directory, else to the workspace's parent (no home dirs)."""
-    resolved = path.resolve()
-    for base in (Path.cwd().resolve(), workspace.root.resolve().parent):
-        try:
-            return str(resolved.relative_to(base))
-        except ValueError:
-            continue
-    return path.name
-
-
 def _save_quietly(dataset: Any, path: Path) -> None:
     """``save_to_disk`` without its per-shard progress bars (the stage prints one summary instead)."""
     import datasets
@@ -89,6 +78,17 @@ def export_all(workspace: Workspace, config: PrefsConfig, result: PrefsResult, *
     """Save every non-empty format with its card and charts; write ``exports/prefs/report.json``."""
     root = workspace.exports_dir / "prefs"
     root.mkdir(parents=True, exist_ok=True)
+    project = workspace.project()
+    owner = project.get("owner")
+    code_url = config.card.code_url or project.get("code_url")
+    if not owner or not code_url:
+        unset = " and ".join(k for k, v in (("owner", owner), ("code_url", code_url)) if not v)
+        log.warning(
+            "project %s not set: the Dataset Cards load the data from a local folder instead of the Hub%s; "
+            "set them once with `mirada project set owner=<user or org> code_url=<repository URL>`",
+            unset,
+            "" if code_url else " and no link to the code",
+        )
     exports = []
     for fmt in (f for f in FORMATS if f in result.rows):
         rows = result.rows[fmt]
@@ -109,10 +109,12 @@ def export_all(workspace: Workspace, config: PrefsConfig, result: PrefsResult, *
             for path in guideline_files(config, stats["by_language"]):
                 shutil.copy2(path, staging / "guidelines" / path.name)
         image_ids = {row["image_id"] for row in rows}
-        repo_id = (repo_ids or {}).get(fmt)
+        repo_id = (repo_ids or {}).get(fmt) or (f"{owner}/{name}" if owner else None)
         inputs = CardInputs(name=name, fmt=fmt, config=config, report=result.report, instructions=result.instructions,
-                            provenance=provenance(workspace, image_ids), local_path=_display_path(final, workspace),
-                            workspace=_display_path(workspace.root, workspace), repo_id=repo_id)  # fmt: skip
+                            provenance=provenance(workspace, image_ids, drop_unpublishable=config.filters.drop_unpublishable,
+                                                  usable=set(result.images), fmt=fmt),
+                            local_path=f"{workspace.root.name}/{final.relative_to(workspace.root).as_posix()}",
+                            workspace=workspace.root.name, repo_id=repo_id, code_url=code_url)  # fmt: skip
         render_card(inputs, stats, charts).save(staging / "README.md")
         (staging / CONFIG_FILE).write_text(
             yaml.safe_dump(portable(config.model_dump(mode="json")), sort_keys=True, allow_unicode=True)

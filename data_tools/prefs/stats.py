@@ -15,6 +15,7 @@ shows a handful of them per format and each costs ~0.15 s to render.
 from __future__ import annotations
 
 import statistics
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -181,17 +182,65 @@ def _group(pairs: Iterable[tuple[str, float | None]]) -> dict[str, list[float]]:
     return grouped
 
 
-def _example(dataset: Any, fmt: str) -> dict[str, Any]:
+TEXT_FIELDS = ("prompt", "chosen", "rejected", "completion", "messages")
+
+
+def readable(text: str) -> bool:
+    """Text a reader can read: no U+FFFD replacement characters or control codes, mostly letters.
+
+    A random test model (``make demo``) emits byte-level tokens that decode to U+FFFD; such a
+    caption shown as the card's example looks like a bug in the card, not in the data.
+    """
+    if not text.strip() or "\ufffd" in text:
+        return False
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in text):
+        return False
+    letters = sum(ch.isalpha() or ch.isspace() for ch in text)
+    return letters >= 0.8 * len(text)
+
+
+def _row_texts(row: dict[str, Any]) -> list[str]:
+    texts = []
+    for column in TEXT_FIELDS:
+        value = row.get(column)
+        if isinstance(value, list):
+            texts += [str(turn.get("content", "")) for turn in value if isinstance(turn, dict)]
+        elif isinstance(value, str):
+            texts.append(value)
+    return texts
+
+
+def _example(dataset: Any, fmt: str, scan: int = 500) -> dict[str, Any]:
+    """The first row (train first) whose texts are all readable; else the first row, marked unreadable."""
     split = "train" if "train" in dataset else next(iter(dataset))
-    row = dataset[split].remove_columns("images")[0]
+    order = [split] + [s for s in dataset if s != split]
+    first: dict[str, Any] | None = None
+    chosen: dict[str, Any] | None = None
+    for name in order:
+        part = dataset[name].remove_columns("images")
+        for index in range(min(len(part), scan)):
+            row = part[index]
+            first = first or row
+            if all(readable(t) for t in _row_texts(row)):
+                chosen = row
+                break
+        if chosen is not None:
+            break
+    row = chosen or first or {}
     keep = [c for c in ("prompt", "chosen", "rejected", "completion", "label", "messages") if c in row]
-    return {"images": "[<PIL.Image>]", **{c: row[c] for c in keep}, "country": row["country"],
-            "language": row["language"], "category": row["category"]}  # fmt: skip
+    return {"images": "[<PIL.Image>]", **{c: row[c] for c in keep}, "country": row.get("country"),
+            "language": row.get("language"), "category": row.get("category"),
+            "_readable": chosen is not None}  # fmt: skip
 
 
 # -- charts ----------------------------------------------------------------------------------------
 
 _COLORS = {"train": "#264653", "validation": "#e9c46a", "test": "#e76f51"}
+
+
+def legend_outside(ax: Any, title: str | None = None) -> None:
+    """The legend to the right of the axes, where it cannot hide a bar."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title=title)
 
 
 def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str]:
@@ -208,7 +257,8 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
 
     def save(fig: Any, name: str) -> None:
         fig.tight_layout()
-        fig.savefig(charts_dir / f"{name}.png", dpi=100)
+        # bbox_inches="tight" keeps the legend, placed outside the axes so it never covers a bar.
+        fig.savefig(charts_dir / f"{name}.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
         written[name] = f"charts/{name}.png"
 
@@ -223,10 +273,10 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
             values = [groups[label]["split_images"].get(split, 0) for label in labels]
             ax.barh(labels, values, left=left, color=_COLORS[split], label=split)
             left = [a + b for a, b in zip(left, values, strict=True)]
-        ax.set_xlabel("images")
+        ax.set_xlabel("images (count)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
-        ax.legend(loc="lower right")
+        legend_outside(ax, "split")
         save(fig, name)
 
     strategies = stats["strategies"]
@@ -240,11 +290,12 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
         ax.bar([x + k * width for x in range(len(names))], [strategies[n][key] for n in names], width,
                label=key, color=color)  # fmt: skip
     ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(names))], names)
-    ax.set_ylabel("rows")
+    ax.set_ylabel({"dpo": "pairs (count)", "kto": "rows (count)", "sft": "rows (count)"}[fmt])
+    ax.set_xlabel("caption strategy")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title({"dpo": "Strategy of chosen and rejected captions", "kto": "Labels per caption strategy",
                   "sft": "Strategy of the SFT caption"}[fmt])  # fmt: skip
-    ax.legend()
+    legend_outside(ax)
     save(fig, "strategies")
 
     lengths = stats["lengths"]
@@ -257,16 +308,20 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
     for group, color in zip(groups_of, ("#2a9d8f", "#e76f51"), strict=False):
         ax.hist(lengths[f"{group}_words"], bins=list(bins), alpha=0.6, label=group, color=color)
     ax.set_xlabel("caption length (words)")
-    ax.set_ylabel("captions")
+    ax.set_ylabel("captions (count)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Caption length")
-    ax.legend()
+    legend_outside(ax)
     save(fig, "caption_length")
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     values = stats["agreement"]["values"]
     ax.hist(values, bins=[i / 10 for i in range(11)], color="#264653")
-    ax.set_xlabel("acceptability agreement per image (1 = all annotators agreed on every candidate)")
-    ax.set_ylabel("images")
+    ax.set_xlabel("acceptability agreement per image (0–1; 1 = all annotators agreed on every candidate)")
+    ax.set_ylabel("images (count)")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0, 1)
     ax.set_title(f"Annotator agreement ({len(values)} images with 2+ annotators)")
     save(fig, "agreement")
     return written

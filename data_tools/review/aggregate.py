@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 from data_tools.review.config import AggregationPolicy
+from data_tools.review.items import is_unchanged_suggestion, problems_by_slot
 from data_tools.workspace import ReviewResponse
 
 
@@ -24,10 +25,28 @@ def _vote(yes: int, total: int, policy: str) -> bool:
     return yes * 2 > total  # strict majority: a 1–1 split is not acceptable, and is reported as disputed
 
 
+def typed_correction(response: ReviewResponse) -> str | None:
+    """What the annotator's correction box held when they submitted (also when pull already set it aside)."""
+    values = (response.raw or {}).get("values") or {}
+    text = response.correction or values.get("correction")
+    return text.strip() if isinstance(text, str) and text.strip() else None
+
+
 def aggregate_record(
-    responses: list[ReviewResponse], candidates: list[str], policy: AggregationPolicy
+    responses: list[ReviewResponse],
+    candidates: list[str],
+    policy: AggregationPolicy,
+    suggestion: str | None = None,
+    suggestion_key: str | None = None,
+    slots: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The decision for one record from its annotators' responses (any status; only submitted ones count)."""
+    """The decision for one record from its annotators' responses (any status; only submitted ones count).
+
+    ``suggestion`` is the text the correction box was pre-filled with: a submitted box that still
+    holds it (whitespace aside) is counted in ``suggestion_accepted`` (a vote for the candidate
+    ``suggestion_key``), never as a correction. Applied here, to every stored response, so answers
+    pulled or imported before this rule existed are judged by it on the next pull or import too.
+    """
     submitted = [r for r in responses if r.status == "submitted"]
     discarded = [r for r in responses if r.status == "discarded"]
     decision: dict[str, Any] = {
@@ -58,8 +77,17 @@ def aggregate_record(
     voters = {
         key: sum(key in r.acceptable for r in submitted) for key in candidates
     }  # who answered the question
-    corrections = [r.correction.strip() for r in submitted if r.correction and r.correction.strip()]
+    typed = [typed_correction(r) for r in submitted]
+    accepted = sum(1 for text in typed if text and is_unchanged_suggestion(text, suggestion))
+    corrections = [text for text in typed if text and not is_unchanged_suggestion(text, suggestion)]
     problems = Counter(label for r in submitted for label in r.problems)
+    by_candidate: dict[str, Counter[str]] = {}  # cache key -> problem -> annotators who flagged it there
+    for response in submitted:
+        values = (response.raw or {}).get("values") or {}
+        for slot, labels in problems_by_slot(values).items():
+            key = (slots or {}).get(slot)
+            if key is not None:
+                by_candidate.setdefault(key, Counter()).update(labels)
     decision.update(
         status="decided",
         ranking=ranking,
@@ -69,7 +97,10 @@ def aggregate_record(
         acceptable_votes={k: [votes[k], voters[k]] for k in candidates},
         disputed=[k for k in candidates if 0 < votes[k] < voters[k]],
         problems=dict(problems),
+        candidate_problems={key: dict(counts) for key, counts in sorted(by_candidate.items())},
         corrections=corrections,
+        suggestion_key=suggestion_key,
+        suggestion_accepted=accepted,
         correction=Counter(corrections).most_common(1)[0][0]
         if corrections and policy.correction == "wins"
         else None,

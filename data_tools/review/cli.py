@@ -1,7 +1,8 @@
 """Review stage: people rank, accept and correct the drafts in Argilla; their judgement comes back whole.
 
     export ARGILLA_API_URL=http://localhost:6900 ARGILLA_API_KEY=…      # the SDK's own variables
-    mirada review push   --workspace ws        # one dataset per language variety, shuffled anonymous candidates
+    mirada review users add ana bruno --workspace ws   # give annotators access (creates missing ones)
+    mirada review push   --workspace ws        # one dataset per language, shuffled anonymous candidates
     mirada review pull   --workspace ws        # every annotator's responses -> workspace, then aggregation
     mirada review status --workspace ws        # progress per annotator, agreement, PNG chart in exports/
     mirada review export --workspace ws        # tasks as JSONL, for teams that annotate elsewhere
@@ -63,8 +64,11 @@ def review_status(workspace: Workspace, config: ReviewConfig) -> dict[str, Any]:
         "agreement": agreement(responses, items),
         "decisions": {},
     }
+    summary["corrections"] = {"edits": 0, "suggestions_accepted": 0}
     for decision in workspace.review_decisions():
         summary["decisions"][decision["status"]] = summary["decisions"].get(decision["status"], 0) + 1
+        summary["corrections"]["edits"] += len(decision.get("corrections") or [])
+        summary["corrections"]["suggestions_accepted"] += int(decision.get("suggestion_accepted") or 0)
     summary["chart"] = str(
         plot_review(summary["progress"], summary["agreement"], workspace.exports_dir / "review_status.png")
     )
@@ -82,6 +86,10 @@ def _print_pull(summary: PullSummary, verb: str) -> None:
             else ""
         )
     )
+    for name in summary.missing_datasets:
+        print(
+            f"warning: Argilla has no dataset {name!r}; its answers were not pulled (push again to recreate it)"
+        )
 
 
 def _print_status(summary: dict[str, Any]) -> None:
@@ -114,7 +122,24 @@ def _print_status(summary: dict[str, Any]) -> None:
     for pair, value in a["acceptable_cohen_kappa"].items():
         agreement_table.add_row(f"cohen_kappa {pair}", "n/a" if value is None else f"{value:.3f}")
     console.print(agreement_table)
+    c = summary["corrections"]
+    console.print(
+        f"corrections: {c['edits']} real edits; {c['suggestions_accepted']} answers left the pre-filled "
+        "suggestion unchanged (a vote for that candidate, not a correction)"
+    )
     console.print(f"decisions: {summary['decisions']}  ·  chart: {summary['chart']}")
+
+
+def _users_add(service: ReviewService, client: Any, names: list[str]) -> int:
+    """Create the annotators Argilla lacks and give every named one access to the review workspace."""
+    added = service.grant_access(client, names, create_missing=True)
+    workspace = service.config.argilla_workspace
+    for name in names:
+        password = service.new_passwords.get(name)
+        if password:  # shown once, here, for the person who hands it on; never stored or logged
+            print(f"created annotator {name} with password {password} (shown only now: give it to them)")
+        print(f"{name}: {'now has' if name in added else 'already had'} access to workspace {workspace!r}")
+    return 0
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -124,8 +149,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         epilog=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("action", choices=["push", "pull", "status", "export", "import", "simulate"],
-                        help="what to do (simulate: write simulated answers, for the demo only)")  # fmt: skip
+    parser.add_argument("action", choices=["push", "pull", "status", "export", "import", "simulate", "users"],
+                        help="what to do (simulate: write simulated answers, for the demo only; "
+                             "users add NAME…: give annotators access)")  # fmt: skip
+    parser.add_argument("names", nargs="*", metavar="add NAME", help="users: `add` then Argilla usernames")
     add_common_args(parser)
     parser.add_argument(
         "--file", type=Path, help="export: where to write tasks; import/simulate: the answers file"
@@ -152,6 +179,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.re
 
 def _act(args: argparse.Namespace, config: ReviewConfig, workspace: Workspace, service: ReviewService) -> int:
     action = args.action
+    if action != "users" and args.names:
+        raise UserError(f"unexpected arguments {' '.join(args.names)!r} for `review {action}`")
+    if action == "users":
+        if len(args.names) < 2 or args.names[0] != "add":
+            raise UserError("usage: mirada review users add NAME [NAME…]")
+        return _users_add(service, connect(config), args.names[1:])
     if action in ("push", "pull"):
         client = connect(config)
         with workspace.run(f"review-{action}", config.model_dump(mode="json")) as run:
@@ -164,6 +197,9 @@ def _act(args: argparse.Namespace, config: ReviewConfig, workspace: Workspace, s
                             f"{name}: {counts['logged']} records logged, {counts['unchanged']} unchanged, "
                             f"{counts['kept_answered']} already answered (left untouched)"
                         )
+                    if pushed.annotators_added:
+                        print(f"gave {', '.join(pushed.annotators_added)} access to Argilla workspace "
+                              f"{config.argilla_workspace!r}")  # fmt: skip
                     if pushed.answered_meanwhile:
                         print(
                             f"warning: {len(pushed.answered_meanwhile)} records were answered while being "

@@ -38,12 +38,31 @@ class ReviewConfig(StageConfig):
     )
     argilla_workspace: str = Field("mirada", description="Argilla workspace that holds the datasets")
     dataset_prefix: str | None = Field(
-        None, description="dataset name prefix; default: the workspace folder's name"
+        None,
+        description="dataset name prefix; default: 'mirada-' + the first 8 digits of the workspace's stable id "
+        "(stored in its database, so renaming or copying the folder keeps the same datasets)",
+    )
+    datasets: Literal["language", "variety"] = Field(
+        "language",
+        description="'language': one dataset per language (es, pt, ca…), the variety (es-MX…) is a metadata "
+        "filter; 'variety': one dataset per variety",
+    )
+    annotators: list[str] = Field(
+        default_factory=list,
+        description="Argilla usernames that push gives access to the workspace (they must exist; "
+        "`mirada review users add NAME…` creates missing ones)",
+    )
+    prefill_correction: bool = Field(
+        True,
+        description="pre-fill the correction box with the most confident cultural candidate; an answer that "
+        "leaves it unchanged counts as accepting that candidate, never as a correction",
     )
     min_submitted: int = Field(
         2, ge=1, description="annotators per record (TaskDistribution); >1 gives overlap for agreement"
     )
-    image_max_side: int = Field(768, ge=64, description="longest side of the image shown in the Argilla UI")
+    image_max_side: int = Field(
+        1280, ge=64, description="longest side of the image sent to Argilla (the UI scales it to fit)"
+    )
     ui_dir: Path = Field(
         REPO_ROOT / "configs" / "review",
         description="folder with UI texts and annotation guidelines per language",

@@ -16,15 +16,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_tools.errors import UserError
 from data_tools.review.aggregate import aggregate_record
 from data_tools.review.config import ReviewConfig
-from data_tools.review.items import PROBLEM_LABELS, ReviewRecord, build_records, image_data_uri, load_ui
+from data_tools.review.items import (
+    PROBLEM_LABELS,
+    ReviewRecord,
+    best_candidate,
+    build_records,
+    category_label,
+    image_data_uri,
+    is_unchanged_suggestion,
+    load_ui,
+    problems_by_slot,
+)
 from data_tools.workspace import ReviewItem, ReviewResponse, Workspace
 
 log = logging.getLogger("data_tools.review")
 
 
-class ReviewError(RuntimeError):
+class ReviewError(UserError, RuntimeError):
     """A review operation that cannot proceed; the message says what to do."""
 
 
@@ -36,6 +47,7 @@ class PushSummary:
     answered_meanwhile: list[str] = field(
         default_factory=list
     )  # logged records that got answers during the push
+    annotators_added: list[str] = field(default_factory=list)  # given access to the Argilla workspace now
 
 
 @dataclass
@@ -46,6 +58,7 @@ class PullSummary:
     by_status: dict[str, int] = field(default_factory=dict)
     unknown_records: int = 0
     decisions: dict[str, int] = field(default_factory=dict)
+    missing_datasets: list[str] = field(default_factory=list)  # pushed from here, gone from the server
 
 
 def ranking_from_value(value: Any) -> dict[str, int]:
@@ -73,8 +86,14 @@ def response_from_values(
     answered = status == "submitted" and values.get("appropriate") is not None
     chosen = set(values.get("appropriate") or [])
     acceptable = {key: slot in chosen for slot, key in slots.items()} if answered else {}
-    problems = [p for p in (values.get("problems") or []) if p in PROBLEM_LABELS]
+    flat = values.get("problems") if isinstance(values.get("problems"), list) else []
+    by_slot = problems_by_slot(values)
+    problems = sorted(
+        {p for p in flat if p in PROBLEM_LABELS} | {p for labels in by_slot.values() for p in labels}
+    )
     correction = values.get("correction")
+    if is_unchanged_suggestion(correction, item.suggestion):
+        correction = None  # the pre-filled text sent back as it was: accepting a candidate, not a correction
     return ReviewResponse(
         dataset=item.dataset, record_id=item.record_id, image_id=item.image_id, user_id=user_id, username=username,
         status=status, ranking=ranking, acceptable=acceptable, problems=problems,
@@ -110,37 +129,57 @@ def _responses_of(client: Any, dataset_id: Any, page: int = 200) -> Any:
         offset += page
 
 
+def default_prefix(workspace: Workspace) -> str:
+    """Dataset names' prefix from the workspace's stable id (or the prefix it already pushed with)."""
+    return workspace.meta("review_prefix") or f"mirada-{workspace.workspace_id[:8]}"
+
+
 class ReviewService:
     """The review stage's operations on one workspace."""
 
     def __init__(self, workspace: Workspace, config: ReviewConfig) -> None:
         self.ws = workspace
         self.config = config
-        self.prefix = config.dataset_prefix or workspace.root.resolve().name
+        self.prefix = config.dataset_prefix or default_prefix(workspace)
+        self.new_passwords: dict[str, str] = {}  # set by grant_access(create_missing=True), shown once
 
     def records(self) -> list[ReviewRecord]:
-        records = build_records(self.ws, self.prefix, self.config.ui_dir, self.config.shuffle_seed)
+        records = build_records(
+            self.ws,
+            self.prefix,
+            self.config.ui_dir,
+            self.config.shuffle_seed,
+            per_variety=self.config.datasets == "variety",
+            prefill=self.config.prefill_correction,
+        )
         if not records:
             raise ReviewError("no drafted candidates to review: run `mirada draft` first")
         return records
 
     # -- Argilla ---------------------------------------------------------------------------------
     def settings(self, language: str | None, candidates: int) -> Any:
+        """The dataset's layout: image and numbered candidates side by side, then the context; questions.
+
+        One custom field shows the image as wide as its column allows with the candidates beside it,
+        so an annotator ranking "Candidato 3" sees its text next to the questions without scrolling
+        (separate fields stacked the candidates below a full-size image).
+        """
         import argilla as rg
 
         ui = load_ui(self.config.ui_dir, language)
         t = ui.texts
         slots = {f"candidate_{n}": t["fields"]["candidate"].format(n=n) for n in range(1, candidates + 1)}
         q = t["questions"]
+        labels = t["context"]
         return rg.Settings(
             guidelines=ui.guidelines,
             fields=[
-                rg.ImageField("image", title=t["fields"]["image"]),
+                rg.CustomField(
+                    "record",
+                    title=t["fields"]["record"],
+                    template=(Path(self.config.ui_dir) / "record.html").read_text(encoding="utf-8"),
+                ),
                 rg.TextField("context", title=t["fields"]["context"], use_markdown=True),
-                *[
-                    rg.TextField(slot, title=title, required=n <= 2)
-                    for n, (slot, title) in enumerate(slots.items(), 1)
-                ],
             ],
             questions=[
                 rg.RankingQuestion(
@@ -156,13 +195,16 @@ class ReviewService:
                     description=q["appropriate"]["description"],
                     required=False,
                 ),
-                rg.MultiLabelQuestion(
-                    "problems",
-                    labels=q["problems"]["labels"],
-                    title=q["problems"]["title"],
-                    description=q["problems"]["description"],
-                    required=False,
-                ),
+                *[  # one row per problem, ticking the candidates that have it: prefs knows which caption
+                    rg.MultiLabelQuestion(
+                        f"problem_{label}",
+                        labels=slots,
+                        title=q["problems"]["which"].format(problem=text),
+                        description=q["problems"]["description"],
+                        required=False,
+                    )
+                    for label, text in q["problems"]["labels"].items()
+                ],
                 rg.TextQuestion(
                     "correction",
                     title=q["correction"]["title"],
@@ -171,32 +213,41 @@ class ReviewService:
                     use_markdown=False,
                 ),
             ],
-            metadata=[
-                rg.TermsMetadataProperty("country"),
-                rg.TermsMetadataProperty("language"),
-                rg.TermsMetadataProperty("category"),
+            metadata=[  # filters in the UI: the variety is one, so a language's varieties share a dataset
+                rg.TermsMetadataProperty("language", title=labels["language"]),
+                rg.TermsMetadataProperty("country", title=labels["country"]),
+                rg.TermsMetadataProperty("category", title=labels["category"]),
             ],
             distribution=rg.TaskDistribution(min_submitted=self.config.min_submitted),
         )
 
-    def _dataset(self, client: Any, name: str, language: str | None, candidates: int, create: bool) -> Any:
+    def _workspace(self, client: Any, create: bool) -> Any:
         import warnings
 
         import argilla as rg
 
-        workspace = client.workspaces(self.config.argilla_workspace)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "workspace not found" is an expected answer here
+            workspace = client.workspaces(self.config.argilla_workspace)
         if workspace is None:
             if not create:
-                raise ReviewError(f"Argilla has no workspace {self.config.argilla_workspace!r}")
+                raise ReviewError(f"Argilla has no workspace {self.config.argilla_workspace!r}; push first")
             workspace = rg.Workspace(name=self.config.argilla_workspace, client=client).create()
+        return workspace
+
+    def _dataset(self, client: Any, name: str, language: str | None, candidates: int, create: bool) -> Any:
+        """The dataset ``name``; created when missing and ``create``, else None when missing."""
+        import warnings
+
+        import argilla as rg
+
+        workspace = self._workspace(client, create)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "dataset not found" is an expected answer here
             dataset = client.datasets(name=name, workspace=workspace)
         if dataset is None:
             if not create:
-                raise ReviewError(
-                    f"Argilla has no dataset {name!r} in workspace {workspace.name!r}; push first"
-                )
+                return None
             dataset = rg.Dataset(
                 name=name, workspace=workspace, settings=self.settings(language, candidates), client=client
             )
@@ -213,6 +264,8 @@ class ReviewService:
         being mapped to candidates its annotator never saw.
         """
         summary = PushSummary()
+        if self.config.annotators:
+            summary.annotators_added = self.grant_access(client, self.config.annotators)
         pushed = self.ws.review_items()
         by_dataset: dict[str, list[ReviewRecord]] = defaultdict(list)
         for record in self.records():
@@ -220,7 +273,7 @@ class ReviewService:
         for name, records in sorted(by_dataset.items()):
             language = records[0].image.language
             dataset = self._dataset(client, name, language, max(len(r.slots) for r in records), create=True)
-            slots_available = {f.name for f in dataset.fields if f.name.startswith("candidate_")}
+            slots_available = set(dataset.questions["ranking"].values)  # the candidates it has room for
             on_server = dict(_responses_of(client, dataset.id))  # external id -> answers, every record
             answered = {external_id for external_id, answers in on_server.items() if answers}
             to_log = [r for r in records if r.record_id not in answered]
@@ -245,15 +298,13 @@ class ReviewService:
                 ):
                     unchanged += 1
                     continue
-                rg_records.append(self._rg_record(record, slots))
+                rg_records.append(self._rg_record(record, slots, dataset))
                 logged.append(record)
             if rg_records:
                 self._log(dataset, rg_records)
                 restored = self._restore_answered_meanwhile(client, dataset, logged, pushed, summary)
                 logged = [r for r in logged if r.record_id not in restored]
-            self.ws.save_review_items(
-                [ReviewItem(name, r.record_id, r.image.id, r.slots, r.content_sha) for r in logged]
-            )
+            self.ws.save_review_items([self._item(r, r.content_sha) for r in logged])
             summary.datasets[name] = {
                 "logged": len(rg_records),
                 "unchanged": unchanged,
@@ -261,23 +312,79 @@ class ReviewService:
             }
         return summary
 
-    def _rg_record(self, record: ReviewRecord, slots: dict[str, str]) -> Any:
-        """The Argilla record for ``record`` showing ``slots`` (image as a resized data URI)."""
+    @staticmethod
+    def _item(record: ReviewRecord, content_sha: str | None) -> ReviewItem:
+        """What the workspace keeps of a record it showed: the hidden slot mapping and the suggestion."""
+        suggestion_key = record.suggestion_key if record.suggestion_key in record.slots.values() else None
+        return ReviewItem(
+            record.dataset, record.record_id, record.image.id, dict(record.slots), content_sha,
+            record.suggestion, suggestion_key,
+        )  # fmt: skip
+
+    def grant_access(self, client: Any, usernames: list[str], *, create_missing: bool = False) -> list[str]:
+        """Give each named Argilla user access to the review workspace; returns those newly added.
+
+        A name Argilla does not know is an error naming it (push) or, with ``create_missing``, a new
+        annotator whose one-time password is returned in ``self.new_passwords`` (never stored or logged).
+        """
+        import secrets
+
         import argilla as rg
 
-        fields = {"image": image_data_uri(self.ws.image_path(record.image), self.config.image_max_side),
-                  "context": record.context, **{s: record.texts[s] for s in slots}}  # fmt: skip
+        workspace = self._workspace(client, create=True)
+        members = {user.username for user in workspace.users}
+        known = {user.username: user for user in client.users}
+        missing = [name for name in usernames if name not in known]
+        if missing and not create_missing:
+            raise ReviewError(
+                f"Argilla has no user {', '.join(map(repr, missing))}: create them with "
+                f"`mirada review users add {' '.join(missing)}` (or in Argilla), then push again"
+            )
+        self.new_passwords = {}
+        added = []
+        for name in usernames:
+            user = known.get(name)
+            if user is None:
+                password = secrets.token_urlsafe(12)
+                user = rg.User(username=name, password=password, role="annotator", client=client).create()
+                self.new_passwords[name] = password
+            if name not in members:
+                user.add_to_workspace(workspace)
+                members.add(name)
+                added.append(name)
+        return added
+
+    def _rg_record(self, record: ReviewRecord, slots: dict[str, str], dataset: Any) -> Any:
+        """The Argilla record for ``record`` showing ``slots`` (image as a resized data URI).
+
+        Datasets created before the side-by-side layout (an image field and one text field per
+        candidate) keep getting records in their own layout.
+        """
+        import argilla as rg
+
+        ui = load_ui(self.config.ui_dir, record.image.language)
+        image = image_data_uri(self.ws.image_path(record.image), self.config.image_max_side)
+        if "record" in {f.name for f in dataset.fields}:
+            candidates = [
+                {"slot": s, "label": ui.texts["fields"]["candidate"].format(n=s.split("_")[-1]), "text": record.texts[s]}
+                for s in slots
+            ]  # fmt: skip
+            fields = {"record": {"image": image, "candidates": candidates}, "context": record.context}
+        else:
+            fields = {"image": image, "context": record.context, **{s: record.texts[s] for s in slots}}
         suggestions = (
             [rg.Suggestion("correction", record.suggestion, agent="mirada-draft")]
             if record.suggestion
             else []
         )
         metadata = {k: v for k, v in (("country", record.image.country), ("language", record.image.language),
-                                      ("category", record.image.category)) if v}  # fmt: skip
+                                      ("category", category_label(record.image.category or "", ui))) if v}  # fmt: skip
         return rg.Record(id=record.record_id, fields=fields, metadata=metadata, suggestions=suggestions)
 
     def _log(self, dataset: Any, rg_records: list[Any]) -> None:
-        dataset.records.log(rg_records)
+        # An explicit batch size no larger than the records: the SDK warns "batch size … was normalized"
+        # on every dataset otherwise.
+        dataset.records.log(rg_records, batch_size=max(1, min(len(rg_records), 256)))
 
     def _restore_answered_meanwhile(
         self,
@@ -309,7 +416,7 @@ class ReviewService:
             record.texts = {s: captions.get(k, "") for s, k in previous.slots.items()}
             restore.append(record)
         if restore:
-            self._log(dataset, [self._rg_record(r, r.slots) for r in restore])
+            self._log(dataset, [self._rg_record(r, r.slots, dataset) for r in restore])
         log.warning(
             "%s: %d records were answered while this push updated them; %d got their previous candidates back: %s",
             dataset.name,
@@ -341,6 +448,15 @@ class ReviewService:
         summary = PullSummary()
         for name in sorted({dataset for dataset, _ in items}):
             dataset = self._dataset(client, name, None, 0, create=False)
+            if dataset is None:  # deleted on the server, or pushed to another server: the others still count
+                log.warning(
+                    "Argilla has no dataset %r in workspace %r: its answers were not pulled "
+                    "(push again to recreate it)",
+                    name,
+                    self.config.argilla_workspace,
+                )
+                summary.missing_datasets.append(name)
+                continue
             for external_id, answers in _responses_of(client, dataset.id):
                 item = items.get((name, external_id))
                 if item is None:
@@ -391,11 +507,12 @@ class ReviewService:
                     "context": record.context,
                     "candidates": record.texts,
                     "suggested_correction": record.suggestion,
-                    "answer_with": {"ranking": "slots best first", "appropriate": "slots", "problems": list(PROBLEM_LABELS),
+                    "answer_with": {"ranking": "slots best first", "appropriate": "slots",
+                                    "problems": {"slot": list(PROBLEM_LABELS)},
                                     "correction": "text or null", "status": "submitted | discarded"},
                 }  # fmt: skip
                 handle.write(json.dumps(task, ensure_ascii=False) + "\n")
-        self.ws.save_review_items([ReviewItem(r.dataset, r.record_id, r.image.id, r.slots) for r in writable])
+        self.ws.save_review_items([self._item(r, None) for r in writable])
         return len(records)
 
     def import_jsonl(self, path: Path) -> PullSummary:
@@ -430,16 +547,45 @@ class ReviewService:
             summary.decisions = self.aggregate()
         return summary
 
+    def _legacy_suggestions(
+        self, items: dict[tuple[str, str], ReviewItem]
+    ) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+        """For records pushed before suggestions were stored: the suggestion the push computed then.
+
+        The push pre-filled the most confident cultural candidate among the record's candidates; the
+        same rule over the same drafts gives back the same text, so old answers that left it untouched
+        stop counting as corrections on the next pull.
+        """
+        need = {key: item for key, item in items.items() if not item.suggestion}
+        if not need or not self.config.prefill_correction:
+            return {}
+        drafts = {d.cache_key: d for d in self.ws.drafts()}
+        found = {}
+        for key, item in need.items():
+            best = best_candidate([drafts[k] for k in item.slots.values() if k in drafts])
+            if best is not None and best.caption:
+                found[key] = (best.caption, best.cache_key)
+        return found
+
     def aggregate(self) -> dict[str, int]:
         """Recompute every record's decision from all stored responses; returns counts by decision status."""
         items = self.ws.review_items()
         grouped: dict[tuple[str, str], list[ReviewResponse]] = defaultdict(list)
         for response in self.ws.review_responses():
             grouped[(response.dataset, response.record_id)].append(response)
+        legacy = self._legacy_suggestions(items)
         decisions, counts = [], defaultdict(int)
         for key, item in items.items():
+            suggestion, suggestion_key = (
+                (item.suggestion, item.suggestion_key) if item.suggestion else legacy.get(key, (None, None))
+            )
             decision = aggregate_record(
-                grouped.get(key, []), list(item.slots.values()), self.config.aggregation
+                grouped.get(key, []),
+                list(item.slots.values()),
+                self.config.aggregation,
+                suggestion,
+                suggestion_key,
+                item.slots,
             )
             counts[decision["status"]] += 1
             decisions.append((key[0], key[1], item.image_id, decision))

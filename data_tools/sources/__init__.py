@@ -8,7 +8,7 @@ a ``.parquet`` file is a dataset, and anything else that looks like ``owner/name
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -53,11 +53,18 @@ def iter_source(
     metadata_file: Path | None = None,
     client: httpx.Client | None = None,
     download_config: DownloadConfig | None = None,
+    max_file_bytes: int | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Iterator[SourceItem]:
-    """Items of one source spec; raises :class:`SourceError` if the source as a whole is unusable."""
+    """Items of one source spec; raises :class:`SourceError` if the source as a whole is unusable.
+
+    ``warn`` hears problems that do not reject an input (a Latin-1 sidecar, skipped non-image files).
+    """
     kind, location = detect_kind(spec)
     if kind == "folder":
-        yield from iter_folder(Path(location), config, config_sig, metadata_file)
+        yield from iter_folder(
+            Path(location), config, config_sig, metadata_file, max_file_bytes=max_file_bytes, warn=warn
+        )
     elif kind == "hf":
         yield from iter_hf(location, config, config_sig)
     else:

@@ -314,20 +314,27 @@ class DraftStoreMixin(StoreMixin):
     ) -> None:
         """Finalise a reserved ledger row with what the call cost, its draft and its claim, atomically."""
         with self.transaction() as db:
-            db.execute(
-                """UPDATE api_calls SET status = ?, http_status = ?, input_tokens = ?, output_tokens = ?,
-                     billed_input_tokens = ?, billed_output_tokens = ?, cost_usd = ?, cost_upper_usd = ?,
-                     latency_s = ?, error = ? WHERE id = ?""",
-                (
-                    call.status, call.http_status, call.input_tokens, call.output_tokens, call.billed_input_tokens,
-                    call.billed_output_tokens, call.cost_usd, call.cost_upper_usd, call.latency_s, call.error,
-                    call_id,
-                ),
-            )  # fmt: skip
+            self._finalise_call(db, call_id, call, run_id, release)
             if draft is not None:
                 self._upsert_draft(db, draft, run_id)
-            if release is not None:
-                db.execute("DELETE FROM claims WHERE work_key = ? AND run_id = ?", (release, run_id))
+
+    @staticmethod
+    def _finalise_call(
+        db: sqlite3.Connection, call_id: int, call: CallRecord, run_id: int, release: str | None
+    ) -> None:
+        """The ledger half of :meth:`finish_call`, inside the caller's transaction (the judge's too)."""
+        db.execute(
+            """UPDATE api_calls SET status = ?, http_status = ?, input_tokens = ?, output_tokens = ?,
+                 billed_input_tokens = ?, billed_output_tokens = ?, cost_usd = ?, cost_upper_usd = ?,
+                 latency_s = ?, error = ? WHERE id = ?""",
+            (
+                call.status, call.http_status, call.input_tokens, call.output_tokens, call.billed_input_tokens,
+                call.billed_output_tokens, call.cost_usd, call.cost_upper_usd, call.latency_s, call.error,
+                call_id,
+            ),
+        )  # fmt: skip
+        if release is not None:
+            db.execute("DELETE FROM claims WHERE work_key = ? AND run_id = ?", (release, run_id))
 
     def reconcile_lost_calls(self, *, ttl_s: float) -> tuple[int, float]:
         """Mark reservations of dead runs ``lost``; return how many and their upper bound (still counted)."""

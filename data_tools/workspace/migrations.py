@@ -191,6 +191,88 @@ def m005_run_owner(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
 
 
+def m008_generations(db: sqlite3.Connection) -> None:
+    """Split assignments recorded by prefs, generated captions per system, and memoised file hashes.
+
+    ``generations`` holds one row per (system, cache key); ``seq`` grows each time a row is produced
+    or re-confirmed, so "the latest caption of an image by a system" is the row with the largest
+    ``seq`` even after a system switched back to an adapter it had used before.
+    """
+    _execute_all(
+        db,
+        """
+        CREATE TABLE split_sets (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            dataset TEXT NOT NULL,
+            run_id INTEGER REFERENCES runs(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE split_items (
+            set_id INTEGER NOT NULL REFERENCES split_sets(id),
+            image_id TEXT NOT NULL,
+            split TEXT NOT NULL,
+            PRIMARY KEY (set_id, image_id)
+        );
+        CREATE TABLE generations (
+            system TEXT NOT NULL,
+            key TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            image_id TEXT NOT NULL,
+            caption TEXT NOT NULL,
+            language TEXT,
+            country TEXT,
+            seconds REAL,
+            tokens INTEGER,
+            model TEXT NOT NULL,
+            adapter TEXT,
+            settings_json TEXT NOT NULL,
+            run_id INTEGER REFERENCES runs(id),
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (system, key)
+        );
+        CREATE INDEX generations_key ON generations(key);
+        CREATE INDEX generations_latest ON generations(system, image_id, seq);
+        CREATE TABLE file_hashes (
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            sha256 TEXT NOT NULL
+        );
+        """,
+    )
+
+
+def m009_project(db: sqlite3.Connection) -> None:
+    """Project settings set once per workspace (Hub owner, dataset name, code URL) for every card."""
+    db.execute("CREATE TABLE project (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)")
+
+
+def m007_review_identity(db: sqlite3.Connection) -> None:
+    """A stable workspace id for external names, and what each pushed record suggested as its correction.
+
+    Argilla dataset names used to come from the workspace folder's name, so renaming or copying the
+    folder made the next push create a second set of datasets. The id is generated once, here, and
+    travels with the database. A workspace that already pushed keeps the prefix its datasets have
+    (derived from the stored dataset names), so upgrading does not split its review either.
+
+    ``suggestion``/``suggestion_key`` record the pre-filled correction a record was pushed with, so
+    an answer that leaves it unchanged counts as accepting that candidate, not as a human correction.
+    """
+    import uuid
+
+    db.execute("CREATE TABLE workspace_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO workspace_meta (key, value) VALUES ('workspace_id', ?)", (uuid.uuid4().hex,))
+    db.execute("ALTER TABLE review_items ADD COLUMN suggestion TEXT")
+    db.execute("ALTER TABLE review_items ADD COLUMN suggestion_key TEXT")
+    prefixes = set()
+    for dataset, language in db.execute(
+        "SELECT DISTINCT r.dataset, i.language FROM review_items r LEFT JOIN images i ON i.id = r.image_id"
+    ):
+        suffix = f"-{language or 'und'}"
+        if dataset.endswith(suffix) and len(dataset) > len(suffix):
+            prefixes.add(dataset[: -len(suffix)])
+    if len(prefixes) == 1:
+        db.execute("INSERT INTO workspace_meta (key, value) VALUES ('review_prefix', ?)", (prefixes.pop(),))
 def m006_claims(db: sqlite3.Connection) -> None:
     """Paid work claimed in the database: claims per work key, a heartbeat per run, and a write-ahead ledger.
 
@@ -213,6 +295,50 @@ def m006_claims(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX api_calls_status ON api_calls(status)")
 
 
+def m011_judge(db: sqlite3.Connection) -> None:
+    """Judge verdicts (one row per cache key, like drafts) and each calibration of a judge prompt.
+
+    A verdict's cache key covers the image, both captions in the order shown, the prompt version,
+    backend, model and decoding settings, so a rerun never pays for a verdict it already has; its
+    paid calls go to ``api_calls`` like drafting's, so one budget covers both.
+    """
+    _execute_all(
+        db,
+        """
+        CREATE TABLE judge_verdicts (
+            cache_key TEXT PRIMARY KEY,
+            image_id TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            prompt_sha256 TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            model TEXT NOT NULL,
+            params_json TEXT NOT NULL,
+            subject_json TEXT NOT NULL,
+            status TEXT NOT NULL,
+            verdict_json TEXT,
+            raw_text TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            run_id INTEGER REFERENCES runs(id),
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX judge_verdicts_image ON judge_verdicts(image_id);
+        CREATE TABLE judge_calibrations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER REFERENCES runs(id),
+            prompt_version TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            model TEXT NOT NULL,
+            metrics_json TEXT NOT NULL,
+            chosen INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_drafts,
@@ -220,6 +346,10 @@ MIGRATIONS: list[Migration] = [
     m004_review_content,
     m005_run_owner,
     m006_claims,
+    m007_review_identity,
+    m008_generations,
+    m009_project,
+    m011_judge,
 ]
 
 

@@ -22,6 +22,8 @@ class ReviewItem:
     image_id: str
     slots: dict[str, str]  # "candidate_1" -> draft cache_key
     content_sha: str | None = None  # what Argilla was sent (None: never pushed there, e.g. a JSONL export)
+    suggestion: str | None = None  # the correction box's pre-filled text (None: none, or pushed before m007)
+    suggestion_key: str | None = None  # the draft cache key whose caption was pre-filled
 
 
 @dataclass
@@ -57,6 +59,20 @@ class ReviewResponse:
 class ReviewStoreMixin(StoreMixin):
     """Review access for :class:`~data_tools.workspace.store.Workspace`."""
 
+    @property
+    def workspace_id(self) -> str:
+        """This workspace's stable id (32 hex digits, made once by migration m007_review_identity).
+
+        External names (Argilla datasets…) derive from it rather than from the folder's name, so a
+        renamed or copied workspace folder keeps talking to the same datasets.
+        """
+        return self.meta("workspace_id") or ""
+
+    def meta(self, key: str) -> str | None:
+        """A workspace-wide setting stored in the database (``workspace_meta``), or None."""
+        rows = self._query("SELECT value FROM workspace_meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
     def review_items(self, dataset: str | None = None) -> dict[tuple[str, str], ReviewItem]:
         sql = "SELECT * FROM review_items" + (" WHERE dataset = ?" if dataset else "")
         return {
@@ -66,6 +82,8 @@ class ReviewStoreMixin(StoreMixin):
                 row["image_id"],
                 json.loads(row["slots_json"]),
                 row["content_sha"],
+                row["suggestion"],
+                row["suggestion_key"],
             )
             for row in self._query(sql, (dataset,) if dataset else ())
         }
@@ -74,10 +92,12 @@ class ReviewStoreMixin(StoreMixin):
         """Record pushed records and their hidden slot mapping (after Argilla accepted them)."""
         with self.transaction() as db:
             db.executemany(
-                """INSERT INTO review_items (dataset, record_id, image_id, slots_json, pushed_at, content_sha)
-                   VALUES (?, ?, ?, ?, ?, ?)
+                """INSERT INTO review_items (dataset, record_id, image_id, slots_json, pushed_at, content_sha,
+                     suggestion, suggestion_key)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(dataset, record_id) DO UPDATE SET slots_json = excluded.slots_json,
-                     pushed_at = excluded.pushed_at, content_sha = excluded.content_sha""",
+                     pushed_at = excluded.pushed_at, content_sha = excluded.content_sha,
+                     suggestion = excluded.suggestion, suggestion_key = excluded.suggestion_key""",
                 [
                     (
                         i.dataset,
@@ -86,6 +106,8 @@ class ReviewStoreMixin(StoreMixin):
                         json.dumps(i.slots, sort_keys=True),
                         now(),
                         i.content_sha,
+                        i.suggestion,
+                        i.suggestion_key,
                     )
                     for i in items
                 ],

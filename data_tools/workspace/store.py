@@ -19,10 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_tools.errors import UserError
 from data_tools.records import ImageMetadata
 from data_tools.workspace._base import now
 from data_tools.workspace.drafts import DraftStoreMixin
+from data_tools.workspace.generations import GenerationStoreMixin
+from data_tools.workspace.judge import JudgeStoreMixin
 from data_tools.workspace.migrations import apply_migrations
+from data_tools.workspace.project import ProjectStoreMixin
 from data_tools.workspace.reviews import ReviewStoreMixin
 
 DB_NAME = "mirada.db"
@@ -109,11 +113,13 @@ def _owner_alive(pid: int | None, host: str | None) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-class WorkspaceError(RuntimeError):
+class WorkspaceError(UserError, RuntimeError):
     """The workspace cannot be opened or is not a Mirada workspace."""
 
 
-class Workspace(DraftStoreMixin, ReviewStoreMixin):
+class Workspace(
+    DraftStoreMixin, ReviewStoreMixin, GenerationStoreMixin, ProjectStoreMixin, JudgeStoreMixin
+):
     """A Mirada project directory. Open with ``Workspace.open(path)``; close or use as a context manager."""
 
     def __init__(self, root: Path, db: sqlite3.Connection) -> None:
@@ -297,6 +303,25 @@ class Workspace(DraftStoreMixin, ReviewStoreMixin):
             "WHERE outcome = 'rejected' ORDER BY input_key"
         )
         return [InputRow(**dict(row)) for row in rows]
+
+    def clear_stale_rejections(self, source: str, current: set[str]) -> int:
+        """Forget rejections of ``source`` inputs that no longer exist (a fixed sidecar line, a deleted file).
+
+        A rejection is keyed by its input; once the user fixes or removes that input, the key is not
+        produced again, and without this the old reason would be reported forever.
+        """
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT input_key FROM inputs WHERE outcome = 'rejected' AND substr(input_key, 1, ?) = ?",
+                (len(source), source),
+            ).fetchall()
+            stale = [
+                row[0]
+                for row in rows
+                if row[0][len(source) : len(source) + 1] in ("/", "#") and row[0] not in current
+            ]
+            db.executemany("DELETE FROM inputs WHERE input_key = ?", [(key,) for key in stale])
+        return len(stale)
 
     def count_inputs_by(self, column: str) -> dict[str, int]:
         if column not in {"outcome", "reason"}:

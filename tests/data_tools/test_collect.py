@@ -448,3 +448,25 @@ def test_entry_script_equals_cli(tmp_path, sample_dir):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "new images" in result.stdout
+
+
+def test_concurrent_collects_report_exact_duplicates_correctly(tmp_path):
+    """Two teammates collect the same folder at once: every image is new exactly once, the one real
+    duplicate (a copy under another name) is reported once, and no input reads as a copy of itself."""
+    folder = write_folder(tmp_path / "f", 30)
+    shutil.copy(folder / "img_0003.jpg", folder / "copia_de_img_0003.jpg")
+    with (folder / "metadata.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"file_name": "copia_de_img_0003.jpg", "language": "es-PE"}) + "\n")
+    ws = tmp_path / "ws"
+    Workspace.open(ws).close()  # created (and migrated) once, as the first `mirada collect` would
+    cmd = [sys.executable, "-m", "data_tools.collect", str(folder), "-w", str(ws), "-q", "--set", "workers=2"]
+    processes = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode()
+    with Workspace.open(ws, create=False) as workspace:
+        summaries = [run["summary"] for run in workspace.runs("collect")]
+        assert len(summaries) == 2
+        assert sum(s["new"] for s in summaries) == 30
+        assert sum(s["exact_duplicates"] for s in summaries) == 1
+        assert workspace.count_inputs_by("outcome") == {"accepted": 30, "duplicate": 1}

@@ -1043,11 +1043,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retry-after-ms", type=float, default=None, help="retry-after-ms on random faults")
     parser.add_argument("--timeout-seconds", type=float, default=30.0, help="hold time of random timeouts")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--responder", default=None, metavar="MODULE:FUNCTION", help="answer with this body -> text function"
+    )
     args = parser.parse_args(argv)
 
+    responder: Responder = default_responder
+    if args.responder:
+        import importlib
+
+        module, _, name = args.responder.partition(":")
+        responder = getattr(importlib.import_module(module), name)
     server = FakeCohereServer(
-        latency_s=args.latency, api_key=args.api_key, models=args.models, host=args.host, port=args.port
-    )
+        latency_s=args.latency, api_key=args.api_key, models=args.models, host=args.host, port=args.port,
+        responder=responder,
+    )  # fmt: skip
     rates: dict[str | Fault, float] = {}
     for spec in args.fault_rate:
         kind, _, rate = spec.partition("=")

@@ -20,6 +20,7 @@ pytest.importorskip("transformers")
 from PIL import Image, ImageDraw  # noqa: E402
 from transformers import PreTrainedModel, ProcessorMixin  # noqa: E402
 
+from vlm.models import ModelLoadError  # noqa: E402
 from vlm.tiny import FAMILIES, build_tiny_vlm, load_tiny_vlm  # noqa: E402
 
 # Keys a processor returns for the text side; everything else feeds the vision tower.
@@ -143,5 +144,5 @@ def test_load_refuses_a_bare_tokenizer(tmp_path: Path):
     tokenizer_config = json.loads((path / "tokenizer_config.json").read_text())
     del tokenizer_config["processor_class"]
     (tokenizer_only / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
-    with pytest.raises(TypeError, match="not a multimodal processor"):
+    with pytest.raises(ModelLoadError, match="not a multimodal processor"):
         load_tiny_vlm(tokenizer_only)

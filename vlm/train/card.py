@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 
     from vlm.registry import ModelSpec
     from vlm.train.model_config import MiradaModelConfig
+    from vlm.train.outputs import EmissionsSummary, TrainResult
     from vlm.train.script_args import TrainScriptArguments
-    from vlm.train.trainer import EmissionsSummary, TrainResult
 
-__all__ = ["CardFacts", "build_card", "card_facts", "fmt", "write_card"]
+__all__ = ["CardFacts", "build_card", "card_facts", "data_origin", "data_sentence", "fmt", "write_card"]
 
 METHOD_NAMES = {
     "dpo": "Direct Preference Optimization (DPO)",
@@ -90,6 +90,34 @@ class CardFacts:
     libraries: dict[str, str] = field(default_factory=dict)
     code_url: str | None = None
     command: str | None = None
+    data_origin: str = (
+        "unknown"  # people | simulated | machine | unknown: who judged the captions (the data's card)
+    )
+    random_base: bool = False  # the base is a tiny random model (vlm.tiny): the outputs are noise
+
+
+SIMULATED_MARK = "review answers behind this dataset are SIMULATED"
+"""The warning `mirada prefs` puts in a Dataset Card built from `mirada review simulate` answers."""
+
+
+def data_origin(dataset_name: str) -> str:
+    """Who judged the training captions, from the dataset's own card: ``people``, ``simulated``, ``machine`` or
+    ``unknown`` (no local card, e.g. a Hub dataset read offline). Read from ``annotations_creators``."""
+    readme = Path(dataset_name).expanduser() / "README.md"
+    if not readme.is_file():
+        return "unknown"
+    from huggingface_hub import DatasetCard
+
+    try:
+        card = DatasetCard.load(readme)
+    except (OSError, ValueError):
+        return "unknown"
+    creators = set(getattr(card.data, "annotations_creators", None) or [])
+    if SIMULATED_MARK in card.text:
+        return "simulated"
+    if creators & {"expert-generated", "crowdsourced"}:
+        return "people"
+    return "machine" if "machine-generated" in creators else "unknown"
 
 
 def _version(name: str) -> str | None:
@@ -171,10 +199,12 @@ def card_facts(
     command: str | None = None,
 ) -> CardFacts:
     """Collect the facts of a finished run (see :class:`CardFacts`); ``command`` is the CLI line, if any."""
-    from vlm.train.trainer import CURVES_FILE, _is_hub_id, _sessions
+    from vlm.models.family import is_hub_id
+    from vlm.tiny import is_tiny_random
+    from vlm.train.outputs import CURVES_FILE, read_sessions
 
     base = model_args.model_name_or_path
-    dataset_hub = script.dataset_hub_id or (script.dataset_name if _is_hub_id(script.dataset_name) else None)
+    dataset_hub = script.dataset_hub_id or (script.dataset_name if is_hub_id(script.dataset_name) else None)
     language_counts = dict(result.data.languages)
     languages = script.languages or _primary_languages(language_counts) or ["es", "pt"]
     losses = [h["loss"] for h in result.log_history if "loss" in h]
@@ -185,9 +215,9 @@ def card_facts(
         model_name=repo_id.split("/")[-1] if repo_id else Path(args.output_dir).resolve().name,
         repo_id=repo_id,
         base_model=base,
-        base_is_hub=_is_hub_id(base),
+        base_is_hub=is_hub_id(base),
         family=spec.display_name,
-        grid_sync="llava_next" in spec.model_types,
+        grid_sync=spec.syncs_image_grids,
         method=script.method,
         dataset=dataset_hub or Path(script.dataset_name).name,
         dataset_link=f"{_HUB}/datasets/{dataset_hub}" if dataset_hub else None,
@@ -207,7 +237,7 @@ def card_facts(
         config=result.config,
         hardware=result.hardware,
         train_seconds=result.train_seconds,
-        sessions=len(_sessions(result.output_dir)) or 1,
+        sessions=len(read_sessions(result.output_dir)) or 1,
         global_step=result.global_step,
         epoch=epochs[-1] if epochs else None,
         train_loss=losses[-1] if losses else None,
@@ -219,6 +249,8 @@ def card_facts(
         libraries={name: v for name in LIBRARIES if (v := _version(name))},
         code_url=script.code_url,
         command=command,
+        data_origin=data_origin(script.dataset_name),
+        random_base=is_tiny_random(base),
     )
 
 
@@ -336,10 +368,43 @@ def _reference(method: str, continued: bool) -> str:
     return "; the reference model is the base with the adapter disabled (no second copy in memory)."
 
 
+def data_sentence(method: str, origin: str) -> str:
+    """What the card may say about who judged the data: only what the dataset's own card records."""
+    judged = "reviewed and accepted or corrected" if method == "sft" else "reviewed and ranked"
+    if origin == "people":
+        return (
+            f"The training data are candidate captions that people {judged}, so the model learns their "
+            "preferences rather than a stereotype."
+        )
+    if origin == "simulated":
+        return (
+            "The training data are model-drafted candidate captions whose review answers were simulated for a demo, "
+            "so this run shows the pipeline, not what people prefer."
+        )
+    if origin == "machine":
+        return "The training data are candidate captions judged by a machine, not by people."
+    return "The training data's card does not record who judged its captions."
+
+
 def _body(facts: CardFacts) -> str:
     hp = facts.hyperparameters
     method = METHOD_NAMES[facts.method]
     parts: list[str] = [f"# {facts.model_name}"]
+    if facts.random_base:
+        parts.append(
+            "> **Warning: the base model is a tiny model with random weights** (`python -m vlm.tiny`), so this "
+            "adapter's outputs are noise. The run demonstrates the training pipeline; it is not a captioning model."
+        )
+    if facts.data_origin == "simulated":
+        parts.append(
+            "> **Warning: the review answers behind the training data are SIMULATED** (`mirada review simulate`, "
+            "demo only). No person judged these captions, so the model learned no human preferences."
+        )
+    elif facts.data_origin == "machine":
+        parts.append(
+            "> **Note: the training data's judgements are machine-generated** (its Dataset Card says so), not "
+            "people's reviews."
+        )
     parts.append(
         f"A LoRA adapter for {_link_model(facts)} ({facts.family}) trained with {method} to describe images "
         "**with their cultural context** in the languages of Latin America and the Iberian Peninsula "
@@ -350,9 +415,8 @@ def _body(facts: CardFacts) -> str:
         "**Motivation and impact.** General-purpose vision-language models describe a *tamal*, a *diablada* "
         "costume or a *festa junina* as generic food, a costume or a party, often in a single variety of Spanish "
         "or Portuguese. Captions that name what is shown, where it comes from and why it matters make images "
-        "accessible (alt text, archives, education) and keep local knowledge visible. The training data are "
-        "candidate captions that people reviewed and ranked, so the model learns their preferences rather than "
-        "a stereotype."
+        "accessible (alt text, archives, education) and keep local knowledge visible. "
+        + data_sentence(facts.method, facts.data_origin)
     )
 
     lora = hp.get("LoRA r / alpha / dropout")

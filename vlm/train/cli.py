@@ -1,36 +1,39 @@
 """Train stage: align a vision-language model with QLoRA SFT, DPO or KTO through TRL.
 
-    mirada train --config configs/train/qwen2_5_vl-7b-dpo.yaml dataset_name=ws/exports/comida_image_dpo
-    mirada train --config configs/train/qwen2_5_vl-7b-kto.yaml dataset_name=ws/exports/comida_image_kto
-    mirada train --config configs/train/smolvlm-sft.yaml dataset_name=ws/exports/comida_image_sft
-    mirada train --config configs/train/smolvlm-dpo.yaml adapter_name_or_path=runs/smolvlm-sft
-    mirada train --config configs/train/tiny-qwen2_5_vl-dpo.yaml --max_steps 4 --output_dir runs/tiny
+    mirada train --config configs/train/qwen2_5_vl-7b-dpo.yaml dataset_name=ws/exports/prefs/comida_image_dpo
+    mirada train --config configs/train/qwen2_5_vl-7b-kto.yaml dataset_name=ws/exports/prefs/comida_image_kto
+    mirada train --config configs/train/smolvlm-sft.yaml dataset_name=ws/exports/prefs/comida_image_sft
+    mirada train --config configs/train/smolvlm-dpo.yaml dataset_name=ws/exports/prefs/comida_image_dpo \
+        adapter_name_or_path=runs/smolvlm-sft          # DPO from the SFT adapter
+    python -m vlm.tiny qwen2_5_vl demo/models/tiny-qwen2_5_vl   # from the repository root: a tiny offline model
+    mirada train --config configs/train/tiny-qwen2_5_vl-dpo.yaml dataset_name=ws/exports/prefs/comida_image_dpo \
+        --set max_steps=4 --set output_dir=runs/tiny
     mirada train --config … --resume                    # continue from the newest checkpoint
+    mirada train --config … --overwrite                 # replace the finished run in output_dir
     HF_TOKEN=… mirada train --config … --push_to_hub --hub_model_id org/name
     accelerate launch --config_file configs/accelerate/ddp.yaml -m vlm.train --config …   # several GPUs
     python -m vlm.train --config …
 
 Settings: TRL's own dataclasses (SFTConfig / DPOConfig / KTOConfig, and ModelConfig) with Mirada's
 defaults, plus the run options in vlm/train/script_args.py. Precedence: defaults < YAML (--config) <
-command line, as `--key value`, `--key=value` or `key=value`. Unknown keys are an error. `--help`
-lists every setting with its default (add `method=kto` to see KTO's).
+command line, as `--set key=value` (as every stage), `key=value`, `--key value` or `--key=value`. Unknown
+keys are an error, with a "did you mean". `--help` shows Mirada's settings and the most-used training ones
+with their defaults (add `method=kto` for KTO's); `--help-all` lists all of TRL's and transformers'.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 import os
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from data_tools.config import ConfigError
+from data_tools.config import ConfigError, did_you_mean, read_yaml_mapping
+from data_tools.errors import UserError
 from data_tools.logs import setup_logging
-from data_tools.stage_args import UserError
 
 __all__ = ["METHOD_CONFIGS", "main", "parse_args"]
 
@@ -51,21 +54,6 @@ def _config_class(method: str) -> type:
 
     module, name = METHOD_CONFIGS[method].split(":")
     return getattr(importlib.import_module(module), name)
-
-
-def _read_yaml(path: str) -> dict[str, Any]:
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of setting names to values")
-    return data
 
 
 def _config_path(argv: Sequence[str]) -> str | None:
@@ -97,12 +85,26 @@ def _dests(parser: argparse.ArgumentParser) -> set[str]:
 def _unknown(keys: Sequence[str], known: set[str], where: str) -> ConfigError:
     lines = [f"unknown setting(s) {where}:"]
     for key in keys:
-        hint = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.7)
-        lines.append(f"  {key}" + (f"  (did you mean {hint[0]!r}?)" if hint else ""))
+        lines.append(f"  {key}{did_you_mean(key, known, cutoff=0.7)}")
     lines.append(
         "  `--help` lists every setting; keys are TRL's (SFTConfig/DPOConfig/KTOConfig, ModelConfig) + Mirada's"
     )
     return ConfigError("\n".join(lines))
+
+
+def _expand_set(argv: Sequence[str]) -> list[str]:
+    """``--set key=value`` and ``--set=key=value`` (every stage's override syntax) → ``key=value``."""
+    out: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--set" or token.startswith("--set="):
+            item = token.split("=", 1)[1] if token.startswith("--set=") else next(tokens, "")
+            if "=" not in item or item.startswith("-"):
+                raise ConfigError(f"--set needs KEY=VALUE (e.g. --set max_steps=10), got {item!r}")
+            out.append(item)
+        else:
+            out.append(token)
+    return out
 
 
 def _normalise(argv: Sequence[str], known: set[str]) -> list[str]:
@@ -143,15 +145,95 @@ def build_parser(method: str, prog: str) -> Any:
     )
 
 
+# The settings `--help` shows, Mirada's first; `--help-all` prints TRL's and transformers' ~1,000 lines.
+_HELP_MODEL = (
+    "model_name_or_path",
+    "family",
+    "dtype",
+    "use_peft",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "load_in_4bit",
+    "use_bnb_nested_quant",
+    "bnb_4bit_compute_dtype",
+    "skip_modules",
+    "max_image_tokens",
+    "adapter_name_or_path",
+)
+_HELP_TRAINING = (
+    "output_dir",
+    "max_steps",
+    "num_train_epochs",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "per_device_eval_batch_size",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "eval_strategy",
+    "eval_steps",
+    "save_strategy",
+    "save_steps",
+    "seed",
+    "push_to_hub",
+    "hub_model_id",
+)
+_HELP_METHOD = {
+    "sft": ("assistant_only_loss",),
+    "dpo": ("beta", "loss_type"),
+    "kto": ("beta", "loss_type", "desirable_weight", "undesirable_weight"),
+}
+
+
+def short_help(method: str, prog: str) -> str:
+    """``--help``: Mirada's run options, then the model and the most-used training settings, then examples."""
+    from dataclasses import fields
+
+    from vlm.train.script_args import TrainScriptArguments
+
+    parser = build_parser(method, prog)
+    by_dest: dict[str, argparse.Action] = {}
+    for action in parser._actions:  # the first action per setting (`--emissions`, not `--no_emissions`)
+        by_dest.setdefault(action.dest, action)
+    formatter = parser._get_formatter()
+    formatter.add_usage(
+        f"{prog} [--config YAML] [--set key=value ...] [key=value ...] [--resume | --overwrite]", None, []
+    )
+    formatter.add_text(
+        "Align a vision-language model with QLoRA SFT/DPO/KTO through TRL (Mirada's train stage). "
+        f"Showing {method.upper()} settings (add method=sft|dpo|kto for another method's)."
+    )
+    sections = (
+        ("Mirada's run options", [f.name for f in fields(TrainScriptArguments)]),
+        ("Model, LoRA and 4-bit", list(_HELP_MODEL)),
+        (
+            f"Training ({method.upper()}, most-used; Mirada's defaults)",
+            [*_HELP_TRAINING, *_HELP_METHOD[method]],
+        ),
+    )
+    for title, names in sections:
+        formatter.start_section(title)
+        formatter.add_arguments([by_dest[name] for name in names if name in by_dest])
+        formatter.end_section()
+    formatter.add_text(
+        "`--help-all` lists every setting (TRL's and transformers' full TrainingArguments, ~1,000 lines); "
+        "any of them is accepted here too."
+    )
+    formatter.add_text(__doc__)
+    return formatter.format_help()
+
+
 def parse_args(argv: Sequence[str], prog: str = "python -m vlm.train") -> tuple[Any, Any, Any]:
     """``(script, training_args, model_args)`` from defaults < YAML < command line; unknown keys raise.
 
     Raises :class:`ConfigError` with "did you mean" hints for unknown keys, and for values that
     TRL/transformers reject when building the dataclasses.
     """
-    argv = list(argv)
+    argv = _expand_set(argv)
     config_path = _config_path(argv)
-    yaml_data = _read_yaml(config_path) if config_path else {}
+    yaml_data = read_yaml_mapping(config_path) if config_path else {}
     method = _peek_method(argv, yaml_data)
     parser = build_parser(method, prog)
     known = _dests(parser)
@@ -217,6 +299,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m vlm.train") -
         "ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning
     )
     try:
+        if "--help-all" in argv:
+            argv = ["--help" if token == "--help-all" else token for token in argv]
+        elif "-h" in argv or "--help" in argv:
+            config_path = _config_path(argv)
+            print(short_help(_peek_method(argv, read_yaml_mapping(config_path) if config_path else {}), prog))
+            return 0
         script, training, model = parse_args(argv, prog)
         from vlm.train.trainer import run_training
 
@@ -228,7 +316,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m vlm.train") -
             file=sys.stderr,
         )
         return 130
-    except (ConfigError, UserError) as exc:
+    except UserError as exc:  # ConfigError, ModelLoadError and every other user-fixable error
         if verbose:
             raise
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -84,7 +84,7 @@ def load_splits(name: str, config: str | None = None) -> DatasetDict:
         except FileNotFoundError as exc:
             raise DataFormatError(
                 f"{name} is not a `datasets.save_to_disk` folder ({exc}); pass the export folder, "
-                "e.g. ws/exports/<name>_image_dpo"
+                "e.g. ws/exports/prefs/<name>_image_dpo"
             ) from None
         return DatasetDict({"train": loaded}) if isinstance(loaded, Dataset) else loaded
     if name.startswith((".", "/", "~")) or name.count("/") > 1:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig as TRLDPOConfig
 
-from vlm.train._defaults import VisionTrainingDefaults
+from vlm.train.vision_defaults import VisionTrainingDefaults
 
 
 @dataclass

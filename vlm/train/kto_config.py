@@ -1,7 +1,7 @@
 """KTO settings: TRL's ``KTOConfig`` with Mirada's vision/LoRA defaults (DESIGN §4b.1).
 
 Vision KTO has three constraints TRL enforces late or not at all; Mirada validates them before loading
-the model (``vlm.train.trainer.validate``): unpaired data only (``completion`` + ``label``), a batch of
+the model (``vlm.train.validation.validate``): unpaired data only (``completion`` + ``label``), a batch of
 at least 2 per device (the KL term pairs each completion with a neighbour's prompt), and no
 precomputed reference log-probabilities.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from trl import KTOConfig as TRLKTOConfig
 
-from vlm.train._defaults import VisionTrainingDefaults
+from vlm.train.vision_defaults import VisionTrainingDefaults
 
 
 @dataclass

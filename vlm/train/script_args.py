@@ -26,7 +26,7 @@ class TrainScriptArguments:
     dataset_name: str | None = field(
         default=None,
         metadata={
-            "help": "Training data: a `datasets.save_to_disk` folder (e.g. ws/exports/<name>_image_dpo) or a Hub id. "
+            "help": "Training data: a `datasets.save_to_disk` folder (e.g. ws/exports/prefs/<name>_image_dpo) or a Hub id. "
             "Rows follow DESIGN §3 (DPO: images/prompt/chosen/rejected; KTO: images/prompt/completion/label; "
             "SFT: images/messages or images/prompt/completion)."
         },
@@ -63,6 +63,13 @@ class TrainScriptArguments:
         metadata={
             "help": "Continue from the newest checkpoint in output_dir (or from resume_from_checkpoint when set). "
             "Without it, an output_dir that already holds checkpoints is an error, never silently overwritten."
+        },
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace the run in output_dir (its folder is deleted first). Without it, an output_dir holding "
+            "a finished run is an error."
         },
     )
     merge: bool = field(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig as TRLSFTConfig
 
-from vlm.train._defaults import VisionTrainingDefaults
+from vlm.train.vision_defaults import VisionTrainingDefaults
 
 
 @dataclass
@@ -35,10 +35,10 @@ class SFTConfig(VisionTrainingDefaults, TRLSFTConfig):
 
     def __post_init__(self) -> None:
         self._resolve_hardware_defaults()
-        # TRL reads a bool; Mirada resolves None once it has seen the data (vlm.train.trainer._resolve_sft_loss).
+        # TRL reads a bool; Mirada resolves None once it has seen the data (vlm.train.preparation).
         if self.assistant_only_loss is None:
             self.assistant_only_loss = False
-            self._assistant_only_loss_auto = True
+            self.assistant_only_loss_auto = True
         else:
-            self._assistant_only_loss_auto = False
+            self.assistant_only_loss_auto = False
         super().__post_init__()

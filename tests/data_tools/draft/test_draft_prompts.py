@@ -52,8 +52,8 @@ def test_fallback_to_bare_language_and_clear_error(library):
     assert library.for_language("es-PA").language == "es"
     assert library.for_language("pt-AO").language == "pt"
     assert library.for_language("es-MX").language == "es-MX"
-    with pytest.raises(PromptError, match=r"no prompt template for language 'qu'.*available"):
-        library.for_language("qu")
+    with pytest.raises(PromptError, match=r"no prompt template for language 'ay'.*available"):
+        library.for_language("ay")
 
 
 def test_missing_version_and_malformed_template(tmp_path):

@@ -170,7 +170,7 @@ def test_edited_prompt_without_version_bump_is_reported(collected, server, tmp_p
 
 
 def test_image_without_template_fails_with_reason_without_a_call(collected, server):
-    collected._db.execute("UPDATE images SET language = 'qu' WHERE seq = 1")
+    collected._db.execute("UPDATE images SET language = 'ay' WHERE seq = 1")
     summary = run_draft(collected, server, limit=1)
     assert summary.failed == 4 and summary.failures == {"no_prompt_template": 4}
     assert len(server.chat_requests) == 0

@@ -303,10 +303,25 @@ def test_instructions_per_variety_with_fallback_and_missing(scenario, tmp_path):
 
 def test_every_shipped_variety_has_an_instruction():
     instructions = Instructions.load(PrefsConfig().instructions)
-    for tag in ("es-ES", "es-MX", "es-AR", "es-CO", "es-PE", "es", "pt-BR", "pt-PT", "pt", "ca", "gl", "eu"):
+    for tag in (
+        "es-ES",
+        "es-MX",
+        "es-AR",
+        "es-CO",
+        "es-PE",
+        "es",
+        "pt-BR",
+        "pt-PT",
+        "pt",
+        "ca",
+        "gl",
+        "eu",
+        "qu",
+        "gn",
+    ):
         assert instructions.resolve(tag) == tag
     assert instructions.resolve("es-CL") == "es" and instructions.resolve("pt-AO") == "pt"
-    assert instructions.resolve("qu") is None
+    assert instructions.resolve("ay") is None
 
 
 def test_dataset_dict_has_design_formats(worked):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import subprocess
 import sys
@@ -9,10 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from data_tools.review.cli import connect
 from data_tools.review.config import ReviewConfig
-from data_tools.review.service import ReviewService
+from data_tools.review.items import PROBLEM_LABELS
+from data_tools.review.service import ReviewError, ReviewService
 from data_tools.stage_args import UserError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -32,7 +36,10 @@ def review(drafted, argilla_server, monkeypatch, request):
     monkeypatch.setenv("ARGILLA_API_URL", argilla_server.url)
     monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.owner_api_key)
     prefix = "t" + str(abs(hash(request.node.name)) % 10**8)
-    config = ReviewConfig(dataset_prefix=prefix, argilla_workspace=argilla_server.workspace)
+    # one dataset per variety: these tests address small datasets by variety (the default is per language)
+    config = ReviewConfig(
+        dataset_prefix=prefix, argilla_workspace=argilla_server.workspace, datasets="variety"
+    )
     return ReviewService(drafted, config), connect(config)
 
 
@@ -68,15 +75,12 @@ def test_push_creates_one_dataset_per_variety_and_is_idempotent(review, argilla_
     name = f"{service.prefix}-es-MX"
     assert summary.datasets[name] == {"logged": 2, "unchanged": 0, "kept_answered": 0}
     dataset = client.datasets(name=name, workspace=argilla_server.workspace)
-    assert [f.name for f in dataset.fields] == [
-        "image",
-        "context",
-        "candidate_1",
-        "candidate_2",
-        "candidate_3",
-        "candidate_4",
-    ]
-    assert {q.name for q in dataset.questions} == {"ranking", "appropriate", "problems", "correction"}
+    # image and candidates side by side in one custom field, then the context
+    assert [f.name for f in dataset.fields] == ["record", "context"]
+    assert list(dataset.questions["ranking"].values) == [f"candidate_{n}" for n in range(1, 5)]
+    problems = {f"problem_{label}" for label in PROBLEM_LABELS}  # which candidate has which problem
+    assert {q.name for q in dataset.questions} == {"ranking", "appropriate", "correction"} | problems
+    assert dataset.questions["problem_stereotype"].title == "Estereotipo o falta de respeto: ¿qué candidatos?"
     assert dataset.distribution.min_submitted == 2
     assert "Pautas de revisión" in dataset.guidelines
     assert (
@@ -86,8 +90,11 @@ def test_push_creates_one_dataset_per_variety_and_is_idempotent(review, argilla_
     records = list(dataset.records(with_suggestions=True))
     assert len(records) == 2
     record = records[0]
-    image = record.fields["image"]  # sent as a data URI; the SDK hands it back decoded
-    assert getattr(image, "format", None) == "JPEG" and max(image.size) <= 768
+    shown = record.fields["record"]
+    assert shown["image"].startswith("data:image/jpeg;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(shown["image"].split(",", 1)[1]))) as image:
+        assert image.format == "JPEG" and max(image.size) <= 1280
+    assert [c["label"] for c in shown["candidates"]] == [f"Candidato {n}" for n in range(1, 5)]
     assert "México" in record.fields["context"]
     assert record.metadata["country"] == "MX"
     assert record.suggestions["correction"].value
@@ -102,7 +109,7 @@ def test_push_creates_one_dataset_per_variety_and_is_idempotent(review, argilla_
     assert sum(c["logged"] for c in reshuffled.datasets.values()) > 0
     assert len(list(dataset.records())) == 2  # upserted by id, not duplicated
     stored = service.ws.review_items(name)
-    shown = {r.id: r.fields for r in dataset.records()}
+    shown = _fields(client, name, argilla_server.workspace)
     drafts = {d.cache_key: d.caption for d in service.ws.drafts()}
     for (_, record_id), item in stored.items():  # the workspace mapping is what Argilla shows
         assert {s: drafts[k] for s, k in item.slots.items()} == {s: shown[record_id][s] for s in item.slots}
@@ -121,7 +128,8 @@ def test_responses_come_back_whole_and_pull_is_idempotent(review, argilla_server
     first, second = sorted(ids)
     annotate(argilla_server, "ana", ids[first], {
         "ranking": ranking("candidate_2", "candidate_1", "candidate_4", "candidate_3"),
-        "appropriate": ["candidate_2"], "problems": ["stereotype", "wrong_variety"], "correction": "Tacos al pastor, bien servidos.",
+        "appropriate": ["candidate_2"], "problem_stereotype": ["candidate_1"],
+        "problem_wrong_variety": ["candidate_1", "candidate_3"], "correction": "Tacos al pastor, bien servidos.",
     })  # fmt: skip
     annotate(argilla_server, "bruno", ids[first], {
         "ranking": ranking("candidate_2", "candidate_4", "candidate_1", "candidate_3"), "appropriate": ["candidate_2", "candidate_4"],
@@ -143,6 +151,11 @@ def test_responses_come_back_whole_and_pull_is_idempotent(review, argilla_server
     )
     assert (
         ana.problems == ["stereotype", "wrong_variety"]
+        and decision_of(service, first)["candidate_problems"]
+        == {
+            item.slots["candidate_1"]: {"stereotype": 1, "wrong_variety": 1},
+            item.slots["candidate_3"]: {"wrong_variety": 1},
+        }
         and ana.correction == "Tacos al pastor, bien servidos."
     )
     assert stored["bruno"].correction is None
@@ -287,5 +300,122 @@ def test_a_record_answered_during_a_push_gets_its_previous_candidates_back(
     assert summary.datasets[name]["logged"] >= 1
 
 
+def decision_of(service: ReviewService, record_id: str) -> dict:
+    return next(d for d in service.ws.review_decisions() if d["record_id"] == record_id)
+
+
 def _fields(client, name: str, workspace: str) -> dict[str, dict]:
-    return {str(r.id): dict(r.fields) for r in client.datasets(name=name, workspace=workspace).records()}
+    """Record id -> {slot: candidate text} as the custom field shows it."""
+    return {
+        str(r.id): {c["slot"]: c["text"] for c in r.fields["record"]["candidates"]}
+        for r in client.datasets(name=name, workspace=workspace).records()
+    }
+
+
+def test_default_push_makes_one_dataset_per_language_with_the_variety_as_metadata(
+    drafted, argilla_server, monkeypatch, caplog
+):
+    monkeypatch.setenv("ARGILLA_API_URL", argilla_server.url)
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.owner_api_key)
+    config = ReviewConfig(argilla_workspace=argilla_server.workspace)
+    service, client = ReviewService(drafted, config), connect(config)
+    with caplog.at_level("WARNING"):
+        summary = service.push(client)
+    prefix = f"mirada-{drafted.workspace_id[:8]}"
+    assert set(summary.datasets) == {f"{prefix}-{code}" for code in ("es", "pt", "ca", "gl", "eu")}
+    assert "normalized" not in caplog.text  # the SDK's batch-size warning is not repeated per dataset
+    spanish = client.datasets(name=f"{prefix}-es", workspace=argilla_server.workspace)
+    varieties = {r.metadata["language"] for r in spanish.records()}
+    assert {"es-MX", "es-AR"} <= varieties
+    assert {p.name for p in spanish.settings.metadata} >= {"language", "country", "category"}
+
+
+def test_pull_warns_about_a_missing_dataset_and_pulls_the_others(review, argilla_server, caplog):
+    service, client = review
+    service.push(client)
+    mexico, brazil = f"{service.prefix}-es-MX", f"{service.prefix}-pt-BR"
+    ((_, server_id),) = server_ids(client, brazil, argilla_server.workspace).items()
+    annotate(
+        argilla_server,
+        "ana",
+        server_id,
+        {"ranking": ranking("candidate_1", "candidate_2", "candidate_3", "candidate_4")},
+    )
+    client.datasets(name=mexico, workspace=argilla_server.workspace).delete()
+    with caplog.at_level("WARNING"):
+        summary = service.pull(client)
+    assert summary.missing_datasets == [mexico] and mexico in caplog.text
+    assert summary.by_status == {"submitted": 1}
+    assert [r.dataset for r in service.ws.review_responses()] == [brazil]
+
+
+def test_push_gives_the_configured_annotators_access(drafted, argilla_server, monkeypatch, request):
+    import argilla as rg
+
+    monkeypatch.setenv("ARGILLA_API_URL", argilla_server.url)
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.owner_api_key)
+    team = "team" + str(abs(hash(request.node.name)) % 10**6)  # a workspace nobody has access to yet
+    ana = rg.Argilla(api_url=argilla_server.url, api_key=argilla_server.annotators["ana"])
+    config = ReviewConfig(argilla_workspace=team, annotators=["nobody-yet"])
+    with pytest.raises(ReviewError, match=r"nobody-yet.*review users add"):
+        ReviewService(drafted, config).push(connect(config))
+    config = ReviewConfig(argilla_workspace=team, annotators=["ana"])
+    summary = ReviewService(drafted, config).push(connect(config))
+    assert summary.annotators_added == ["ana"]
+    assert team in {w.name for w in ana.workspaces}
+    assert len(ana.workspaces(team).datasets) == 5  # she sees the review, not "None yet"
+    again = ReviewService(drafted, config).push(connect(config))
+    assert again.annotators_added == []
+
+
+def test_cli_users_add_creates_missing_annotators_who_can_log_in(drafted, argilla_server, request):
+    team = "crew" + str(abs(hash(request.node.name)) % 10**6)
+    env = {
+        **os.environ,
+        "ARGILLA_API_URL": argilla_server.url,
+        "ARGILLA_API_KEY": argilla_server.owner_api_key,
+    }
+    result = subprocess.run([sys.executable, "-m", "data_tools.review", "users", "add", "carla", "bruno",
+                             "-w", str(drafted.root), "--set", f"argilla_workspace={team}"],
+                            capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    password = result.stdout.split("created annotator carla with password ")[1].split()[0]
+    assert "bruno: now has access" in result.stdout and "password" not in result.stdout.split("bruno:")[1]
+    token = httpx.post(f"{argilla_server.url}/api/v1/token", data={"username": "carla", "password": password})
+    assert token.status_code == 201, token.text
+    me = httpx.get(
+        f"{argilla_server.url}/api/v1/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+    )
+    assert me.json()["username"] == "carla"
+    bad = subprocess.run([sys.executable, "-m", "data_tools.review", "users", "remove", "carla", "-w", str(drafted.root)],
+                         capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
+    assert bad.returncode == 2 and "users add NAME" in bad.stderr
+
+
+def test_a_dataset_created_with_the_old_layout_keeps_getting_records_in_it(review, argilla_server):
+    """Datasets made before the side-by-side layout (an image field, one text field per candidate) stay usable."""
+    import argilla as rg
+
+    service, client = review
+    name = f"{service.prefix}-pt-BR"
+    slots = {f"candidate_{n}": f"Candidato {n}" for n in range(1, 5)}
+    old = rg.Settings(
+        fields=[rg.ImageField("image"), rg.TextField("context", use_markdown=True),
+                *[rg.TextField(slot) for slot in slots]],
+        questions=[rg.RankingQuestion("ranking", values=slots), rg.MultiLabelQuestion("problems", labels=list(PROBLEM_LABELS), required=False),
+                   rg.TextQuestion("correction", required=False)],
+        metadata=[rg.TermsMetadataProperty(m) for m in ("country", "language", "category")],
+    )  # fmt: skip
+    workspace = client.workspaces(argilla_server.workspace)
+    rg.Dataset(name=name, workspace=workspace, settings=old, client=client).create()
+    assert service.push(client).datasets[name]["logged"] == 1
+    ((record_id, server_id),) = server_ids(client, name, argilla_server.workspace).items()
+    record = next(iter(client.datasets(name=name, workspace=argilla_server.workspace).records()))
+    item = service.ws.review_items(name)[(name, record_id)]
+    captions = {d.cache_key: d.caption for d in service.ws.drafts()}
+    assert {s: record.fields[s] for s in slots} == {s: captions[k] for s, k in item.slots.items()}
+    annotate(argilla_server, "ana", server_id,
+             {"ranking": ranking("candidate_2", "candidate_1", "candidate_3", "candidate_4"), "problems": ["stereotype"]})  # fmt: skip
+    service.pull(client)
+    (response,) = service.ws.review_responses(name)
+    assert response.problems == ["stereotype"] and response.ranking[item.slots["candidate_2"]] == 1

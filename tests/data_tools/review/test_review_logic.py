@@ -151,7 +151,8 @@ def test_export_hides_strategies_and_shuffles(drafted, tmp_path):
     text = (tmp_path / "tasks.jsonl").read_text()
     for word in ("cultural", "generic", "perturbed", "strategy", "wrong_country"):
         assert f'"{word}' not in text.replace('"wrong_culture"', "")
-    assert all(t["dataset"] == f"{drafted.root.name}-{t['language']}" for t in tasks)
+    assert service.prefix == f"mirada-{drafted.workspace_id[:8]}"  # not the folder's name
+    assert all(t["dataset"] == f"{service.prefix}-{t['language'].split('-')[0]}" for t in tasks)
     assert all(len(t["candidates"]) == 4 and t["suggested_correction"] for t in tasks)
     drafts = {d.cache_key: d for d in drafted.drafts()}
     first_slots = [drafts[item.slots["candidate_1"]].strategy for item in drafted.review_items().values()]

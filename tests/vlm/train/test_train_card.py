@@ -129,10 +129,11 @@ def test_adapter_reloads_and_generates(run, tiny_model):
     import torch
 
     from tests.helpers import draw_image
-    from vlm.train.trainer import load_trained
+    from vlm.models import load_for_inference
 
     out, _ = run
-    model, processor = load_trained(out, load_in_4bit=True)
+    loaded = load_for_inference(out, quantization="4bit", dtype="float32")
+    model, processor = loaded.model, loaded.processor
     messages = [
         {
             "role": "user",
@@ -152,14 +153,14 @@ def test_adapter_reloads_and_generates(run, tiny_model):
 
 def test_merged_model_reproduces_the_adapter_models_logits(run):
     import torch
-    from transformers import AutoModelForImageTextToText
 
     from tests.helpers import draw_image
-    from vlm.train.trainer import load_trained
+    from vlm.models import load_for_inference
 
     out, _ = run
-    adapted, processor = load_trained(out, dtype="float32")
-    merged = AutoModelForImageTextToText.from_pretrained(out / "merged", dtype=torch.float32).eval()
+    loaded = load_for_inference(out, dtype="float32")
+    adapted, processor = loaded.model, loaded.processor
+    merged = load_for_inference(out / "merged", dtype="float32").model  # a merged run loads as a base
     messages = [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe la imagen."}]}
     ]

@@ -15,7 +15,7 @@ from data_tools.stage_args import UserError
 from vlm.train.cli import METHOD_CONFIGS, _config_class, main, parse_args
 from vlm.train.model_config import MiradaModelConfig
 from vlm.train.script_args import TrainScriptArguments
-from vlm.train.trainer import validate
+from vlm.train.validation import validate
 
 ROOT = Path(__file__).resolve().parents[3]
 PRESETS = sorted((ROOT / "configs" / "train").glob("*.yaml"))
@@ -59,9 +59,18 @@ def test_mirada_defaults_are_the_vision_qlora_recipe():
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
-def test_every_preset_parses_and_validates(preset):
+def test_every_preset_parses_and_validates(preset, tiny_model):
     script, args, model = parse_args(["--config", str(preset), "dataset_name=somosnlp/t_image_dpo"])
     assert model.family, "presets name their family, so validation needs no network"
+    if preset.stem.startswith("tiny-"):  # their model is built locally first (see the preset's comment)
+        script, args, model = parse_args(
+            [
+                "--config",
+                str(preset),
+                "dataset_name=somosnlp/t_image_dpo",
+                f"model_name_or_path={tiny_model(model.family)}",
+            ]
+        )
     from vlm.registry import get_spec
 
     missing = get_spec(model.family).missing_requirements()
@@ -96,7 +105,23 @@ def test_unknown_yaml_key_is_an_error_with_a_hint(tmp_path):
         parse_args(["--config", str(config)])
 
 
-@pytest.mark.parametrize("argv", [["lora_alpah=8"], ["--lora_alpah", "8"], ["--lora_alpah=8"]])
+def test_set_overrides_like_every_other_stage(tmp_path):
+    """`--set key=value` (the other stages' syntax) works in train too, beside `key=value`."""
+    config = tmp_path / "c.yaml"
+    config.write_text("method: kto\nlearning_rate: 1.0e-4\n")
+    script, args, model = parse_args(
+        ["--config", str(config), "--set", "learning_rate=3e-4", "--set=lora_r=4", "--set", "method=sft"]
+    )
+    assert script.method == "sft"
+    assert args.learning_rate == pytest.approx(3e-4)
+    assert model.lora_r == 4
+    with pytest.raises(ConfigError, match="--set needs KEY=VALUE"):
+        parse_args(["--set", "learning_rate"])
+
+
+@pytest.mark.parametrize(
+    "argv", [["lora_alpah=8"], ["--lora_alpah", "8"], ["--lora_alpah=8"], ["--set", "lora_alpah=8"]]
+)
 def test_unknown_command_line_key_is_an_error(argv):
     with pytest.raises(ConfigError, match=r"lora_alpah.*did you mean 'lora_alpha'"):
         parse_args(argv)
@@ -170,14 +195,25 @@ def test_missing_dataset_is_reported_before_loading_the_model(tiny_model, capsys
     assert code == 2 and "dataset folder not found" in capsys.readouterr().err
 
 
-def test_mirada_train_help_lists_the_settings(capsys):
+def test_mirada_train_help_shows_miradas_settings_first_and_points_to_help_all(capsys):
     from data_tools.cli import main as mirada
 
-    with pytest.raises(SystemExit) as exit_info:
-        mirada(["train", "--help"])
-    assert exit_info.value.code == 0
+    assert mirada(["train", "--help"]) == 0
     out = capsys.readouterr().out
     assert "usage: mirada train" in out and "--max_tokens" in out and "--beta" in out and "--lora_r" in out
+    assert (
+        out.index("Mirada's run options")
+        < out.index("--max_tokens")
+        < out.index("--lora_r")
+        < out.index("--beta")
+    )
+    assert "--help-all" in out and "--adam_beta1" not in out  # TRL's full list is behind --help-all
+    assert "ws/exports/prefs/" in out and "ws/exports/comida" not in out  # the paths `mirada prefs` writes
+    assert len(out.splitlines()) < 300
+    with pytest.raises(SystemExit) as exit_info:
+        mirada(["train", "--help-all"])
+    assert exit_info.value.code == 0
+    assert "--adam_beta1" in capsys.readouterr().out
 
 
 def test_adapter_folder_without_adapter_config_is_an_error(tiny_model, tmp_path):
@@ -187,3 +223,15 @@ def test_adapter_folder_without_adapter_config_is_an_error(tiny_model, tmp_path)
 
 def test_user_error_type_is_shared_with_data_tools():
     assert issubclass(UserError, RuntimeError)
+
+
+def test_a_tiny_presets_missing_model_says_how_to_build_it(tmp_path, monkeypatch):
+    """The tiny presets name `demo/models/tiny-…`, relative to where the command runs."""
+    root = Path(__file__).resolve().parents[3]
+    monkeypatch.chdir(tmp_path)
+    script, args, model = parse_args(["--config", str(root / "configs/train/tiny-qwen2_5_vl-dpo.yaml")])
+    with pytest.raises(
+        ConfigError,
+        match=r"does not exist \(relative paths are read from .*python -m vlm\.tiny qwen2_5_vl demo/models/",
+    ):
+        validate(script, args, model)

@@ -84,7 +84,7 @@ def test_overlong_rows_are_dropped_and_counted(tmp_path, processor, caplog):
 
 
 def test_prepare_data_keeps_method_columns_and_counts_metadata(settings):
-    from vlm.train.trainer import prepare_data
+    from vlm.train.preparation import prepare_data
 
     script, args, model = settings("dpo", "qwen2_5_vl", "max_train_samples=3")
     from transformers import AutoProcessor
@@ -102,7 +102,7 @@ def test_missing_test_split_is_an_error_unless_evaluation_is_off(tmp_path, setti
     from transformers import AutoProcessor
 
     from data_tools.stage_args import UserError
-    from vlm.train.trainer import prepare_data
+    from vlm.train.preparation import prepare_data
 
     path = write_dataset("dpo", tmp_path / "no_test", train=4, test=0)
     script, args, model = settings("dpo", "qwen2_5_vl", f"dataset_name={path}")

@@ -15,8 +15,9 @@ import pytest
 bnb = pytest.importorskip("bitsandbytes")
 torch = pytest.importorskip("torch")
 
+from vlm.models.guards import disable_cpu_repack, remove_vision_input_grad_hooks  # noqa: E402
 from vlm.registry import get_spec  # noqa: E402
-from vlm.train.trainer import CpuRepackGuard, disable_cpu_repack, remove_vision_input_grad_hooks  # noqa: E402
+from vlm.train.callbacks import CpuRepackGuard  # noqa: E402
 
 
 def _quantised_layer(seed: int = 0) -> torch.nn.Module:
@@ -71,12 +72,9 @@ def test_callback_reapplies_the_guard_after_evaluation():
 
 
 def test_load_model_applies_the_guard(tiny_model):
-    from vlm.train.model_config import MiradaModelConfig
-    from vlm.train.trainer import build_quantization_config, load_model
+    from vlm.models import load_model
 
-    args = MiradaModelConfig(model_name_or_path=str(tiny_model("qwen2_5_vl")), dtype="float32")
-    spec = get_spec("qwen2_5_vl")
-    model = load_model(args, spec, quantization_config=build_quantization_config(args, spec))
+    model = load_model(tiny_model("qwen2_5_vl"), quantization="4bit", dtype="float32")
     layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert layers and all(m.support_avx512bf16_for_cpu is False for m in layers)
 

@@ -13,9 +13,9 @@ import math
 
 import pytest
 
-from data_tools.config import ConfigError
+from vlm.models import ModelLoadError, load_for_inference
 from vlm.registry import get_spec, is_skipped
-from vlm.train.trainer import load_trained, run_training
+from vlm.train.trainer import run_training
 
 FAMILIES = ("qwen2_5_vl", "idefics3")
 METHODS = ("sft", "dpo", "kto")
@@ -133,7 +133,8 @@ def test_llava_next_with_a_lowered_budget_trains_and_reloads(settings, tmp_path,
 
     from PIL import Image
 
-    model, processor = load_trained(result.output_dir)
+    loaded = load_for_inference(result.output_dir)
+    model, processor = loaded.model, loaded.processor
     assert processor.image_processor.image_grid_pinpoints == [[32, 32]]
     assert model.config.image_grid_pinpoints == [[32, 32]]
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe"}]}]
@@ -153,5 +154,5 @@ def test_llava_next_with_a_lowered_budget_trains_and_reloads(settings, tmp_path,
 def test_wrong_skip_modules_are_refused_before_training(settings, patterns, message):
     """A bare 'visual' would quantise Qwen's ViT and lm_head silently (DESIGN §6.3); '.*' quantises nothing."""
     script, args, model_args = settings("dpo", "qwen2_5_vl", f"skip_modules={patterns}")
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ModelLoadError, match=message):
         run_training(script, args, model_args)

@@ -27,7 +27,7 @@ def test_resume_continues_the_step_count(settings):
     first = run_training(*settings("dpo", "qwen2_5_vl", *common, "max_steps=2"))
     assert first.global_step == 2 and (first.output_dir / "checkpoint-2").is_dir()
 
-    with pytest.raises(UserError, match=r"already holds checkpoints.*--resume"):
+    with pytest.raises(UserError, match=r"holds a finished run.*--resume"):
         run_training(*settings("dpo", "qwen2_5_vl", *common, "max_steps=3"))
 
     second = run_training(*settings("dpo", "qwen2_5_vl", *common, "max_steps=3", "--resume"))

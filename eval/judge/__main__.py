@@ -1,0 +1,5 @@
+import sys
+
+from eval.judge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from vlm.demo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from vlm.publish.cli import main
+
+sys.exit(main())

@@ -224,8 +224,10 @@ class AnswerReader:
             "correction": self._correction(row.get("correction"), line),
         }
         values["problems"], by_slot = self._problems(row.get("problems"), slots, line)
-        if by_slot:
-            values["problems_by_candidate"] = by_slot
+        for label in PROBLEM_LABELS:  # per candidate, as Argilla stores it (one question per problem)
+            flagged = sorted(slot for slot, labels in by_slot.items() if label in labels)
+            if flagged:
+                values[f"problem_{label}"] = flagged
         if line.problems or user is None or status is None:
             return None
         return Answer(line.number, dataset, record_id, user, status, values)  # type: ignore[arg-type]
@@ -261,14 +263,13 @@ class AnswerReader:
             number = value
         elif isinstance(value, str):
             text = normalise(value)
-            # Longest word first and a whole word only: Catalan "candidat" must not eat "candidate 2".
-            for word in sorted(self.vocabulary.candidate_words, key=len, reverse=True):
-                rest = text[len(word) :]
-                if text.startswith(word) and (not rest or rest[0] == " " or rest[0].isdigit()):
-                    text = rest.strip()
-                    break
             if text.isdigit():
                 number = int(text)
+            # "candidat" (ca) is a prefix of "candidate" and "candidato": the rest must be the number
+            for word in self.vocabulary.candidate_words:
+                rest = text[len(word) :].strip() if text.startswith(word) else ""
+                if number is None and rest.isdigit():
+                    number = int(rest)
         if number is None:
             line.bad(
                 f"{what}: {_shape(value) if not isinstance(value, str) else repr(value)} is not a candidate"

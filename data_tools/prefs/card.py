@@ -270,7 +270,7 @@ def country_name(code: str) -> str:
 
 def language_codes(stats: dict[str, Any]) -> list[str]:
     """ISO 639 codes for the YAML header: ``es-MX`` → ``es`` (the Hub does not take region subtags)."""
-    return sorted(language_tags(stats["by_language"], skip=[NONE]))
+    return sorted(language_tags(list(stats["by_language"]), skip=[NONE]))
 
 
 def _representation(groups: dict[str, dict[str, Any]], total: int, label: Any) -> list[str]:

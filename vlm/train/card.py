@@ -143,6 +143,21 @@ def public_name(model: str | None) -> str | None:
     return Path(model).expanduser().resolve().name or model
 
 
+def portable_command(command: str) -> str:
+    """The command line as a card may quote it: repository files relative to the repository, other paths by name.
+
+    ``--config /home/ana/mirada/configs/train/x.yaml`` → ``--config configs/train/x.yaml`` (still runs from a
+    checkout); ``dataset_name=/tmp/ws/exports/prefs/t_image_dpo`` → ``dataset_name=t_image_dpo``.
+    """
+    from data_tools.prefs.config import portable
+
+    def one(token: str) -> str:
+        key, sep, value = token.rpartition("=") if "=" in token else ("", "", token)
+        return f"{key}{sep}{portable(value)}"
+
+    return scrub_local_paths(" ".join(one(token) for token in command.split(" ")))
+
+
 def workspace_project(dataset_name: str) -> tuple[dict[str, Any], str | None]:
     """The project settings of the workspace a local prefs export lives in, and the export's folder name.
 
@@ -282,7 +297,7 @@ def card_facts(
         curves=CURVES_FILE if result.curves else None,
         libraries=library_versions(LIBRARIES),
         code_url=script.code_url or project.get("code_url"),
-        command=scrub_local_paths(command) if command else None,
+        command=portable_command(command) if command else None,
         data_origin=data_origin(script.dataset_name),
         random_base=is_tiny_random(base),
     )

@@ -47,11 +47,14 @@ def md_text(value: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, number: Any = None) -> str:
+def md_table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], *, number: Any = None, right: Iterable[int] = ()
+) -> str:
     """A Markdown table; cells keep the Markdown the card writes (`code`) but never raw HTML.
 
     ``number`` formats float cells (e.g. ``lambda v: f"{v:.4g}"``) so a card's tables and its prose
     show a metric the same way; other cells are ``str()``-ed. A ``|`` inside a cell is escaped.
+    Columns whose index is in ``right`` are right-aligned (the numbers of a metric table).
     """
 
     def cell(value: Any) -> str:
@@ -60,7 +63,9 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, number: A
         text = str(value).replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
         return re.sub(r"(?<!\\)\|", r"\\|", text)
 
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    aligned = set(right)
+    rule = "|" + "|".join("---:" if i in aligned else "---" for i in range(len(headers))) + "|"
+    lines = ["| " + " | ".join(headers) + " |", rule]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 

@@ -22,6 +22,7 @@ def test_md_table_escapes_html_and_pipes_and_formats_numbers():
     assert lines[:2] == ["| k | v |", "|---|---|"]
     assert lines[2] == r"| a\|b | &lt;img src=x onerror=alert(1)&gt; |"
     assert lines[3] == "| loss | 0.123 |"
+    assert md_table(["group", "images"], [("MX", 3)], right=[1]).splitlines()[1] == "|---|---:|"
 
 
 def test_md_text_shows_markup_as_text():

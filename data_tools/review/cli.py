@@ -75,6 +75,40 @@ def review_status(workspace: Workspace, config: ReviewConfig) -> dict[str, Any]:
     return summary
 
 
+def untemplated_images(workspace: Workspace) -> dict[str, list[str]]:
+    """Per language tag, the collected images never drafted because no draft template covers it.
+
+    Uses collect's own check (:func:`data_tools.collect.draft_template_gaps`), so review names
+    exactly the images that collect and draft warned about, instead of leaving them out silently.
+    """
+    from data_tools.collect import draft_template_gaps
+
+    images = workspace.images(status="ok")
+    gaps = draft_template_gaps(image.language for image in images)
+    names: dict[str, list[str]] = {}
+    for image in images:
+        if image.language in gaps:
+            sources = workspace.image_sources(image.id)
+            name = Path(sources[0]["input_key"]).name if sources else image.source_id or image.file_name
+            names.setdefault(image.language, []).append(name)
+    return dict(sorted(names.items()))
+
+
+def _untemplated_note(untemplated: dict[str, list[str]]) -> str:
+    total = sum(len(names) for names in untemplated.values())
+    parts = []
+    for tag, names in untemplated.items():
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        parts.append(f"{tag}: {len(names)} ({shown})")
+    return (
+        f"{total} image(s) are not in review because their language has no draft template — "
+        + "; ".join(parts)
+        + f". Add {', '.join(f'configs/prompts/draft/v1/{tag}.yaml' for tag in untemplated)} (copy es.yaml "
+        "and translate it) or give them a "
+        "variety that has one (e.g. es-PE), then run `mirada draft` again"
+    )
+
+
 def _print_pull(summary: PullSummary, verb: str) -> None:
     print(
         f"{verb} {summary.responses} responses ({', '.join(f'{k}={v}' for k, v in sorted(summary.by_status.items())) or 'none'}): "
@@ -219,8 +253,16 @@ def _act(args: argparse.Namespace, config: ReviewConfig, workspace: Workspace, s
         return 0
     if action == "export":
         path = args.file or workspace.exports_dir / "review" / "tasks.jsonl"
-        count = service.export_jsonl(path)
+        untemplated = untemplated_images(workspace)
+        try:
+            count = service.export_jsonl(path)
+        except ReviewError as exc:
+            if untemplated:  # the only images there are could not be drafted: say which and why
+                raise UserError(f"{exc}; {_untemplated_note(untemplated)}") from None
+            raise
         print(f"exported {count} review tasks to {path}")
+        if untemplated:
+            print(f"warning: {_untemplated_note(untemplated)}")
         return 0
     if action == "import":
         if not args.file:

@@ -40,3 +40,33 @@ def test_export_with_only_untemplated_images_says_why_nothing_is_there(tmp_path,
     assert review_main(["export", "--workspace", str(tmp_path / "ws")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run `mirada draft` first" in err[0] and names[0] in err[0] and "ay: 1" in err[0]
+
+
+def test_review_chart_explains_itself_with_whole_counts_and_uncovered_bars(tmp_path):
+    from data_tools.review.agreement import plot_review, review_figure
+
+    progress_summary = {"records": 3, "complete": 1, "complete_fraction": 1 / 3,
+                        "per_annotator": {"ana": {"submitted": 1}, "bruno": {"submitted": 2, "draft": 1}}}  # fmt: skip
+    agreement_summary = {"overlap_records": 1, "ranking_alpha_ordinal": 0.7, "acceptable_alpha_nominal": None,
+                         "problems_alpha_nominal": -0.2, "acceptable_fleiss_kappa": None}  # fmt: skip
+    fig = review_figure(progress_summary, agreement_summary)
+    fig.canvas.draw()
+    left, right = fig.axes
+    ticks = [t for t in left.get_yticks() if left.get_ylim()[0] <= t <= left.get_ylim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)  # 3 responses: no 0.5 ticks
+    assert "count" in left.get_ylabel() and left.get_xlabel() == "annotator"
+    assert "chance" in right.get_ylabel()
+    legend = [t.get_text() for t in right.get_legend().get_texts()]
+    assert any(t.startswith("0.8: ") for t in legend) and any(t.startswith("0.667: ") for t in legend)
+    assert "lines" not in right.get_title()
+    shown = [t.get_text() for t in right.texts]
+    assert shown.count("n/a (too few answers)") == 2 and "0.70" in shown and "-0.20" in shown
+    renderer = fig.canvas.get_renderer()
+    for axes in (left, right):
+        box = axes.get_legend().get_window_extent(renderer)
+        for bar in axes.patches:
+            assert not box.overlaps(bar.get_window_extent(renderer)), (
+                f"legend covers a bar in {axes.get_title()}"
+            )
+    path = plot_review(progress_summary, agreement_summary, tmp_path / "chart.png")
+    assert path.read_bytes().startswith(b"\x89PNG")

@@ -235,7 +235,7 @@ class AnswerReader:
         value = row.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             if required:
-                line.bad(f"{name!r} is missing")
+                line.bad(f"{name!r} is missing" + (' (who answered, e.g. "ana")' if name == "user" else ""))
             return None
         if not isinstance(value, str):
             line.bad(f"{name!r} must be text, not {_shape(value)}")

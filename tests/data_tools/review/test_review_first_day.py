@@ -70,3 +70,29 @@ def test_review_chart_explains_itself_with_whole_counts_and_uncovered_bars(tmp_p
             )
     path = plot_review(progress_summary, agreement_summary, tmp_path / "chart.png")
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_import_from_the_command_line_names_a_missing_user_and_takes_spanish_statuses(
+    drafted, tmp_path, capsys
+):
+    tasks = tmp_path / "tasks.jsonl"
+    assert review_main(["export", "--workspace", str(drafted.root), "--file", str(tasks)]) == 0
+    first, second = [json.loads(line) for line in tasks.read_text(encoding="utf-8").splitlines()[:2]]
+    answers = [
+        {"dataset": first["dataset"], "record_id": first["record_id"], "user": "ana", "status": "enviado",
+         "ranking": "2,1,3,4", "problems": ["estereotipo"]},
+        {"dataset": second["dataset"], "record_id": second["record_id"], "status": "descartado"},
+    ]  # fmt: skip
+    path = tmp_path / "respuestas.jsonl"
+    path.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers), encoding="utf-8")
+    capsys.readouterr()
+    assert review_main(["import", "--workspace", str(drafted.root), "--file", str(path)]) != 0
+    err = capsys.readouterr().err
+    assert "1 problem(s); nothing was imported" in err and "line 2: 'user' is missing" in err
+    assert drafted.review_responses() == []
+    answers[1]["user"] = "bruno"
+    path.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers), encoding="utf-8")
+    assert review_main(["import", "--workspace", str(drafted.root), "--file", str(path)]) == 0
+    stored = {r.username: r for r in drafted.review_responses()}
+    assert stored["ana"].status == "submitted" and stored["ana"].problems == ["stereotype"]
+    assert stored["bruno"].status == "discarded"

@@ -75,38 +75,71 @@ def review_status(workspace: Workspace, config: ReviewConfig) -> dict[str, Any]:
     return summary
 
 
-def untemplated_images(workspace: Workspace) -> dict[str, list[str]]:
-    """Per language tag, the collected images never drafted because no draft template covers it.
+def _image_name(workspace: Workspace, image: Any) -> str:
+    """The name the person gave the file (``foto_03.jpg``), not the workspace's content hash."""
+    sources = workspace.image_sources(image.id)
+    return Path(sources[0]["input_key"]).name if sources else image.source_id or image.file_name
 
-    Uses collect's own check (:func:`data_tools.collect.draft_template_gaps`), so review names
-    exactly the images that collect and draft warned about, instead of leaving them out silently.
+
+def left_out_of_review(workspace: Workspace) -> dict[str, dict[str, list[str]]]:
+    """The collected images that have no drafted candidate, so review cannot show them, and why.
+
+    ``{"untemplated": {tag: names}, "failed": {first error: names}, "not_drafted": {"": names}}``.
+    Untemplated uses collect's own check (:func:`data_tools.collect.draft_template_gaps`), so review
+    names exactly the images that collect and draft warned about instead of leaving them out silently.
     """
     from data_tools.collect import draft_template_gaps
 
     images = workspace.images(status="ok")
     gaps = draft_template_gaps(image.language for image in images)
-    names: dict[str, list[str]] = {}
+    done = {draft.image_id for draft in workspace.drafts(status="done")}
+    errors: dict[str, str] = {}
+    for draft in workspace.drafts(status="failed"):
+        errors.setdefault(draft.image_id, (draft.error or "unknown error").split(":")[0])
+    left: dict[str, dict[str, list[str]]] = {"untemplated": {}, "failed": {}, "not_drafted": {}}
     for image in images:
+        if image.id in done:
+            continue
         if image.language in gaps:
-            sources = workspace.image_sources(image.id)
-            name = Path(sources[0]["input_key"]).name if sources else image.source_id or image.file_name
-            names.setdefault(image.language, []).append(name)
-    return dict(sorted(names.items()))
+            kind, key = "untemplated", str(image.language)
+        elif image.id in errors:
+            kind, key = "failed", errors[image.id]
+        else:
+            kind, key = "not_drafted", ""
+        left[kind].setdefault(key, []).append(_image_name(workspace, image))
+    return {kind: dict(sorted(groups.items())) for kind, groups in left.items() if groups}
 
 
-def _untemplated_note(untemplated: dict[str, list[str]]) -> str:
-    total = sum(len(names) for names in untemplated.values())
-    parts = []
-    for tag, names in untemplated.items():
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        parts.append(f"{tag}: {len(names)} ({shown})")
-    return (
-        f"{total} image(s) are not in review because their language has no draft template — "
-        + "; ".join(parts)
-        + f". Add {', '.join(f'configs/prompts/draft/v1/{tag}.yaml' for tag in untemplated)} (copy es.yaml "
-        "and translate it) or give them a "
-        "variety that has one (e.g. es-PE), then run `mirada draft` again"
-    )
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _left_out_notes(left: dict[str, dict[str, list[str]]]) -> list[str]:
+    """One sentence per reason, each with the count, the file names and the fix."""
+    notes = []
+    if untemplated := left.get("untemplated"):
+        total = sum(len(names) for names in untemplated.values())
+        parts = "; ".join(f"{tag}: {len(names)} ({_names(names)})" for tag, names in untemplated.items())
+        files = ", ".join(f"configs/prompts/draft/v1/{tag}.yaml" for tag in untemplated)
+        notes.append(
+            f"{total} image(s) are not in review because their language has no draft template — {parts}. "
+            f"Add {files} (copy es.yaml and translate it) or give them a variety that has one (e.g. es-PE), "
+            "then run `mirada draft` again"
+        )
+    if failed := left.get("failed"):
+        total = sum(len(names) for names in failed.values())
+        parts = "; ".join(f"{error}: {_names(names)}" for error, names in failed.items())
+        notes.append(
+            f"{total} image(s) are not in review because every draft of theirs failed ({parts}); "
+            "run `mirada draft` again to retry them"
+        )
+    if not_drafted := left.get("not_drafted"):
+        names = [name for group in not_drafted.values() for name in group]
+        notes.append(
+            f"{len(names)} image(s) are not in review because they were not drafted yet ({_names(names)}); "
+            "run `mirada draft`"
+        )
+    return notes
 
 
 def _print_pull(summary: PullSummary, verb: str) -> None:
@@ -253,16 +286,16 @@ def _act(args: argparse.Namespace, config: ReviewConfig, workspace: Workspace, s
         return 0
     if action == "export":
         path = args.file or workspace.exports_dir / "review" / "tasks.jsonl"
-        untemplated = untemplated_images(workspace)
+        notes = _left_out_notes(left_out_of_review(workspace))
         try:
             count = service.export_jsonl(path)
         except ReviewError as exc:
-            if untemplated:  # the only images there are could not be drafted: say which and why
-                raise UserError(f"{exc}; {_untemplated_note(untemplated)}") from None
+            if notes:  # the images there are have no draft: say which and why
+                raise UserError(f"{exc}; {' '.join(notes)}") from None
             raise
         print(f"exported {count} review tasks to {path}")
-        if untemplated:
-            print(f"warning: {_untemplated_note(untemplated)}")
+        for note in notes:
+            print(f"warning: {note}")
         return 0
     if action == "import":
         if not args.file:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from data_tools.review.cli import main as review_main
 from data_tools.workspace import Workspace
@@ -96,3 +97,29 @@ def test_import_from_the_command_line_names_a_missing_user_and_takes_spanish_sta
     stored = {r.username: r for r in drafted.review_responses()}
     assert stored["ana"].status == "submitted" and stored["ana"].problems == ["stereotype"]
     assert stored["bruno"].status == "discarded"
+
+
+def test_export_names_images_whose_drafts_failed_or_never_ran(collected: Workspace, server, tmp_path, capsys):
+    from tests.data_tools.draft.draft_helpers import run_draft
+
+    run_draft(collected, server, limit=2)
+    server.inject("invalid_caption", times=None)
+    run_draft(collected, server, "limits.max_invalid_outputs=1", limit=3)
+    server.clear_faults()
+    failed = {d.image_id for d in collected.drafts(status="failed")}
+    done = {d.image_id for d in collected.drafts(status="done")}
+    assert failed and done and not failed & done
+    names = {
+        i.id: Path(collected.image_sources(i.id)[0]["input_key"]).name for i in collected.images(status="ok")
+    }
+    capsys.readouterr()
+    assert (
+        review_main(["export", "--workspace", str(collected.root), "--file", str(tmp_path / "t.jsonl")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert f"exported {len(done)} review tasks" in out
+    (failed_line,) = [line for line in out.splitlines() if "every draft of theirs failed" in line]
+    assert f"{len(failed)} image(s)" in failed_line and "invalid_output" in failed_line
+    assert all(names[i] in failed_line for i in failed)
+    (undrafted_line,) = [line for line in out.splitlines() if "not drafted yet" in line]
+    assert f"{len(names) - len(failed) - len(done)} image(s)" in undrafted_line

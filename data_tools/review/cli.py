@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.config import load_config
-from data_tools.review.agreement import agreement, plot_review, progress
+from data_tools.review.agreement import RELIABLE, TENTATIVE, agreement, plot_review, progress
 from data_tools.review.config import ReviewConfig
 from data_tools.review.service import PullSummary, ReviewError, ReviewService
 from data_tools.secrets import redact, register_secret
@@ -159,6 +159,25 @@ def _print_pull(summary: PullSummary, verb: str) -> None:
         )
 
 
+MEASURES = {
+    "ranking_alpha_ordinal": "ranking (Krippendorff α, ordinal)",
+    "acceptable_alpha_nominal": "acceptable candidates (Krippendorff α)",
+    "problems_alpha_nominal": "problems (Krippendorff α)",
+    "acceptable_fleiss_kappa": "acceptable candidates (Fleiss κ)",
+}
+
+
+def _reading(value: float | None) -> str:
+    """Krippendorff's thresholds in words, the same ones the chart draws."""
+    if value is None:
+        return "too few shared answers to tell"
+    if value >= RELIABLE:
+        return f"reliable (≥ {RELIABLE:g})"
+    if value >= TENTATIVE:
+        return f"tentative ({TENTATIVE:g}–{RELIABLE:g})"
+    return f"low (< {TENTATIVE:g})"
+
+
 def _print_status(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -176,18 +195,20 @@ def _print_status(summary: dict[str, Any]) -> None:
         table.add_row(user, *(str(counts.get(s, 0)) for s in ("submitted", "discarded", "draft")))
     console.print(table)
     a = summary["agreement"]
-    agreement_table = Table(title=f"agreement on {a['overlap_records']} overlapping records")
-    agreement_table.add_column("measure")
+    agreement_table = Table(
+        title=f"agreement on the {a['overlap_records']} records answered by two or more annotators"
+    )
+    agreement_table.add_column("what annotators agree on (measure)")
     agreement_table.add_column("value", justify="right")
-    for key in (
-        "ranking_alpha_ordinal",
-        "acceptable_alpha_nominal",
-        "problems_alpha_nominal",
-        "acceptable_fleiss_kappa",
-    ):
-        agreement_table.add_row(key, "n/a" if a[key] is None else f"{a[key]:.3f}")
+    agreement_table.add_column("reading (1 = perfect, 0 = chance)")
+    for key, label in MEASURES.items():
+        agreement_table.add_row(label, "n/a" if a[key] is None else f"{a[key]:.3f}", _reading(a[key]))
     for pair, value in a["acceptable_cohen_kappa"].items():
-        agreement_table.add_row(f"cohen_kappa {pair}", "n/a" if value is None else f"{value:.3f}")
+        agreement_table.add_row(
+            f"acceptable, {pair.replace('~', ' vs ')} (Cohen κ)",
+            "n/a" if value is None else f"{value:.3f}",
+            _reading(value),
+        )
     console.print(agreement_table)
     c = summary["corrections"]
     console.print(
@@ -286,13 +307,20 @@ def _act(args: argparse.Namespace, config: ReviewConfig, workspace: Workspace, s
         return 0
     if action == "export":
         path = args.file or workspace.exports_dir / "review" / "tasks.jsonl"
-        notes = _left_out_notes(left_out_of_review(workspace))
-        try:
-            count = service.export_jsonl(path)
-        except ReviewError as exc:
-            if notes:  # the images there are have no draft: say which and why
-                raise UserError(f"{exc}; {' '.join(notes)}") from None
-            raise
+        left = left_out_of_review(workspace)
+        notes = _left_out_notes(left)
+        # Recorded as a run, like push and pull, so `mirada status` shows the review round-trip.
+        with workspace.run("review-export", config.model_dump(mode="json")) as run:
+            run.summary = {
+                "left_out": {kind: sum(map(len, groups.values())) for kind, groups in left.items()}
+            }
+            try:
+                count = service.export_jsonl(path)
+            except ReviewError as exc:
+                if notes:  # the images there are have no draft: say which and why
+                    raise UserError(f"{exc}; {' '.join(notes)}") from None
+                raise
+            run.summary["tasks"] = count
         print(f"exported {count} review tasks to {path}")
         for note in notes:
             print(f"warning: {note}")
@@ -300,7 +328,10 @@ def _act(args: argparse.Namespace, config: ReviewConfig, workspace: Workspace, s
     if action == "import":
         if not args.file:
             raise UserError("import needs --file answers.jsonl")
-        _print_pull(service.import_jsonl(args.file), "imported")
+        with workspace.run("review-import", config.model_dump(mode="json")) as run:
+            imported = service.import_jsonl(args.file)
+            run.summary = imported.__dict__
+        _print_pull(imported, "imported")
         return 0
     if action == "simulate":
         from data_tools.review.simulate import simulate_responses

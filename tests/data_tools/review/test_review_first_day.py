@@ -123,3 +123,29 @@ def test_export_names_images_whose_drafts_failed_or_never_ran(collected: Workspa
     assert all(names[i] in failed_line for i in failed)
     (undrafted_line,) = [line for line in out.splitlines() if "not drafted yet" in line]
     assert f"{len(names) - len(failed) - len(done)} image(s)" in undrafted_line
+
+
+def test_round_trip_shows_in_status_and_agreement_is_read_out(drafted, tmp_path, capsys):
+    from data_tools.review.simulate import simulate_responses
+    from data_tools.status import main as status_main
+
+    root = str(drafted.root)
+    assert review_main(["export", "--workspace", root, "--file", str(tmp_path / "tasks.jsonl")]) == 0
+    answers = tmp_path / "answers.jsonl"
+    simulate_responses(drafted, answers)
+    assert review_main(["import", "--workspace", root, "--file", str(answers)]) == 0
+    capsys.readouterr()
+    assert review_main(["status", "--workspace", root]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "ranking_alpha_ordinal" not in out and "ranking (Krippendorff α, ordinal)" in out
+    assert any(word in out for word in ("reliable (≥ 0.8)", "tentative (0.667–0.8)", "low (< 0.667)"))
+    assert status_main(["--workspace", root, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    responses = drafted.review_responses()
+    assert summary["review"]["records"] == 11 and summary["review"]["responses"] == len(responses) > 0
+    assert summary["review"]["annotators"] == len({r.username for r in responses})
+    assert sum(summary["review"]["decisions"].values()) == len(drafted.review_decisions())
+    stages = [run["stage"] for run in summary["runs"]]
+    assert "review-export" in stages and "review-import" in stages
+    (exported,) = [run for run in summary["runs"] if run["stage"] == "review-export"]
+    assert "tasks 11" in exported["result"]

@@ -148,6 +148,7 @@ def progress(
 # legend so a reader does not have to know the convention.
 RELIABLE = 0.8
 TENTATIVE = 0.667
+STATUS_COLORS = {"submitted": "#2a9d8f", "discarded": "#e76f51", "draft": "#e9c46a"}
 
 
 def plot_review(progress_summary: dict[str, Any], agreement_summary: dict[str, Any], path: Path) -> Path:
@@ -171,12 +172,13 @@ def review_figure(progress_summary: dict[str, Any], agreement_summary: dict[str,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
     users = list(progress_summary["per_annotator"])
     bottom = np.zeros(len(users))
-    for status, color in (("submitted", "#2a9d8f"), ("discarded", "#e76f51"), ("draft", "#e9c46a")):
+    for status, color in STATUS_COLORS.items():
         values = np.array([progress_summary["per_annotator"][u].get(status, 0) for u in users])
         left.bar(users, values, bottom=bottom, label=status, color=color)
         bottom += values
@@ -187,10 +189,17 @@ def review_figure(progress_summary: dict[str, Any], agreement_summary: dict[str,
     left.set_xlabel("annotator")
     left.set_ylabel("responses (count)")
     left.yaxis.set_major_locator(MaxNLocator(integer=True))
-    left.set_ylim(0, max(1, *bottom) * 1.05 if len(bottom) else 1)
+    left.set_ylim(0, max([1.0, *bottom]) * 1.05)
+    if not users:  # before any answer: say so rather than draw an empty numeric axis
+        left.set_xticks([])
+        left.text(
+            0.5, 0.5, "no answers yet", ha="center", va="center", transform=left.transAxes, color="grey"
+        )
+    handles = [Patch(color=color, label=status) for status, color in STATUS_COLORS.items()]
     left.legend(
-        title="response status", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False
-    )
+        handles=handles, title="response status", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3,
+        frameon=False,
+    )  # fmt: skip
     names = ["ranking\nKrippendorff α", "acceptable\nKrippendorff α", "problems\nKrippendorff α",
              "acceptable\nFleiss κ"]  # fmt: skip
     keys = [
@@ -209,15 +218,16 @@ def review_figure(progress_summary: dict[str, Any], agreement_summary: dict[str,
         if v is not None and v >= 0.15:
             right.text(x, v - 0.02, f"{v:.2f}", ha="center", va="top", color="white", fontweight="bold")
         else:
+            shown = "n/a\n(too few answers)" if v is None else f"{v:.2f}"
             right.text(
-                x, max(v or 0, 0) + 0.02, "n/a (too few answers)" if v is None else f"{v:.2f}", ha="center"
+                x, max(v or 0, 0) + 0.02, shown, ha="center", va="bottom", fontsize=8 if v is None else None
             )
     right.axhline(RELIABLE, ls=":", color="grey", lw=1.2, label=f"{RELIABLE:g}: reliable agreement")
     right.axhline(
         TENTATIVE, ls="--", color="grey", lw=1.2, label=f"{TENTATIVE:g}: lowest for tentative conclusions"
     )
     right.axhline(0, color="black", lw=0.8)
-    right.set_ylim(min(0, *(v for v in values if v is not None)) - 0.05, 1.12)
+    right.set_ylim(min([0.0, *(v for v in values if v is not None)]) - 0.05, 1.12)
     right.set_ylabel("agreement (1 = perfect, 0 = chance level)")
     right.set_title(f"Agreement between annotators on {agreement_summary['overlap_records']} shared records")
     right.legend(title="Krippendorff's thresholds", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,

@@ -184,6 +184,11 @@ def _print_status(summary: dict[str, Any]) -> None:
 
     console = Console()
     p = summary["progress"]
+    if not p["records"]:
+        console.print(
+            "nothing is out for review yet: `mirada review push` (Argilla) or `mirada review export` "
+            "(JSONL) sends the drafted images"
+        )
     console.print(
         f"[bold]review progress[/bold]: {p['complete']}/{p['records']} records complete ({p['complete_fraction']:.0%}), "
         f"{p['started']} started, {p['untouched']} untouched"
@@ -215,7 +220,8 @@ def _print_status(summary: dict[str, Any]) -> None:
         f"corrections: {c['edits']} real edits; {c['suggestions_accepted']} answers left the pre-filled "
         "suggestion unchanged (a vote for that candidate, not a correction)"
     )
-    console.print(f"decisions: {summary['decisions']}  ·  chart: {summary['chart']}")
+    decided = ", ".join(f"{count} {status}" for status, count in sorted(summary["decisions"].items()))
+    console.print(f"decisions: {decided or 'none yet'}  ·  chart: {summary['chart']}")
 
 
 def _users_add(service: ReviewService, client: Any, names: list[str]) -> int:
@@ -316,9 +322,9 @@ def _act(args: argparse.Namespace, config: ReviewConfig, workspace: Workspace, s
             }
             try:
                 count = service.export_jsonl(path)
-            except ReviewError as exc:
-                if notes:  # the images there are have no draft: say which and why
-                    raise UserError(f"{exc}; {' '.join(notes)}") from None
+            except ReviewError:
+                if notes:  # the images there are have no draft: say which and why, instead of `exc`
+                    raise UserError(f"nothing to review: {' '.join(notes)}") from None
                 raise
             run.summary["tasks"] = count
         print(f"exported {count} review tasks to {path}")

@@ -40,7 +40,7 @@ def test_export_with_only_untemplated_images_says_why_nothing_is_there(tmp_path,
     capsys.readouterr()
     assert review_main(["export", "--workspace", str(tmp_path / "ws")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "run `mirada draft` first" in err[0] and names[0] in err[0] and "ay: 1" in err[0]
+    assert len(err) == 1 and "nothing to review" in err[0] and names[0] in err[0] and "ay: 1" in err[0]
 
 
 def test_review_chart_explains_itself_with_whole_counts_and_uncovered_bars(tmp_path):
@@ -61,7 +61,7 @@ def test_review_chart_explains_itself_with_whole_counts_and_uncovered_bars(tmp_p
     assert any(t.startswith("0.8: ") for t in legend) and any(t.startswith("0.667: ") for t in legend)
     assert "lines" not in right.get_title()
     shown = [t.get_text() for t in right.texts]
-    assert shown.count("n/a (too few answers)") == 2 and "0.70" in shown and "-0.20" in shown
+    assert shown.count("n/a\n(too few answers)") == 2 and "0.70" in shown and "-0.20" in shown
     renderer = fig.canvas.get_renderer()
     for axes in (left, right):
         box = axes.get_legend().get_window_extent(renderer)
@@ -149,3 +149,23 @@ def test_round_trip_shows_in_status_and_agreement_is_read_out(drafted, tmp_path,
     assert "review-export" in stages and "review-import" in stages
     (exported,) = [run for run in summary["runs"] if run["stage"] == "review-export"]
     assert "tasks 11" in exported["result"]
+
+
+def test_review_status_before_any_answer_says_so_and_draws_the_chart(drafted, capsys):
+    from matplotlib.colors import to_hex
+
+    from data_tools.review.agreement import STATUS_COLORS, review_figure
+
+    assert review_main(["export", "--workspace", str(drafted.root)]) == 0
+    capsys.readouterr()
+    assert review_main(["status", "--workspace", str(drafted.root)]) == 0  # every measure undefined: no crash
+    out = " ".join(capsys.readouterr().out.split())
+    assert "0/11 records complete" in out and "too few shared answers to tell" in out and "none yet" in out
+    assert (drafted.exports_dir / "review_status.png").stat().st_size > 0
+    empty = {"records": 0, "complete": 0, "complete_fraction": 0.0, "per_annotator": {}}
+    fig = review_figure(empty, {"overlap_records": 0})
+    left = fig.axes[0]
+    assert list(left.get_xticks()) == [] and "no answers yet" in [t.get_text() for t in left.texts]
+    colors = {t.get_text(): to_hex(h.get_facecolor()) for t, h in zip(left.get_legend().get_texts(),
+              left.get_legend().legend_handles, strict=True)}  # fmt: skip
+    assert colors == STATUS_COLORS  # the legend keeps its colours with no bar to copy them from

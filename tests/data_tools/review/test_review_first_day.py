@@ -169,3 +169,17 @@ def test_review_status_before_any_answer_says_so_and_draws_the_chart(drafted, ca
     colors = {t.get_text(): to_hex(h.get_facecolor()) for t, h in zip(left.get_legend().get_texts(),
               left.get_legend().legend_handles, strict=True)}  # fmt: skip
     assert colors == STATUS_COLORS  # the legend keeps its colours with no bar to copy them from
+
+
+def test_collect_report_names_near_duplicates_by_file_and_keeps_the_status_command_whole(
+    sample_dir, tmp_path, capsys, monkeypatch
+):
+    from data_tools.collect import main as collect_main
+
+    monkeypatch.setenv("COLUMNS", "120")  # narrower than the command: rich would otherwise cut it in two
+    ws = tmp_path / "a_rather_long_workspace_folder_name_for_a_narrow_terminal"
+    assert collect_main([str(sample_dir), "--workspace", str(ws)]) == 0
+    out = capsys.readouterr().out
+    assert "tacos_al_pastor.jpg (" in out and "tacos_copia_whatsapp.jpg (" in out  # what the person named
+    assert f"`mirada status --workspace {ws}` for totals" in out.replace("\n", "")
+    assert f"`mirada status --workspace {ws}`" in out  # on one line: it can be copied and run

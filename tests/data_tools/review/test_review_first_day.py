@@ -183,3 +183,23 @@ def test_collect_report_names_near_duplicates_by_file_and_keeps_the_status_comma
     assert "tacos_al_pastor.jpg (" in out and "tacos_copia_whatsapp.jpg (" in out  # what the person named
     assert f"`mirada status --workspace {ws}` for totals" in out.replace("\n", "")
     assert f"`mirada status --workspace {ws}`" in out  # on one line: it can be copied and run
+
+
+def test_import_mistakes_a_new_user_makes_are_one_clear_line_each(drafted, tmp_path, capsys):
+    root = str(drafted.root)
+    tasks = tmp_path / "tasks.jsonl"
+    assert review_main(["export", "--workspace", root, "--file", str(tasks)]) == 0
+    empty = tmp_path / "vacio.jsonl"
+    empty.write_text("\n\n", encoding="utf-8")
+    capsys.readouterr()
+    for path, expected in (
+        (tmp_path / "no_existe.jsonl", "cannot read the file: No such file or directory"),
+        (empty, "the file has no answers"),
+    ):
+        assert review_main(["import", "--workspace", root, "--file", str(path)]) != 0
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert str(path) in line and expected in line and line.endswith("nothing was imported")
+    assert review_main(["import", "--workspace", root, "--file", str(tasks)]) != 0  # the tasks, unanswered
+    err = capsys.readouterr().err
+    assert "11 problem(s)" in err and err.count("this is an exported task, not an answer") == 11
+    assert "'user' is missing" not in err and drafted.review_responses() == []

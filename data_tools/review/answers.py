@@ -44,6 +44,9 @@ class AnswerFileError(ValueError):
 
     def __init__(self, path: Path, problems: list[str]) -> None:
         self.problems = problems
+        if len(problems) == 1 and not problems[0].startswith("line "):  # the file as a whole: one line
+            super().__init__(f"{path}: {problems[0]}; nothing was imported")
+            return
         shown = problems[:MAX_ERRORS_SHOWN]
         more = f"\n  … and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
         super().__init__(
@@ -183,6 +186,8 @@ class AnswerReader:
             problems.extend(line.problems)
         if problems:
             raise AnswerFileError(Path(path), problems)
+        if not answers:  # an empty file "imported" as 0 answers would look like success
+            raise AnswerFileError(Path(path), ["the file has no answers (one JSON object per line)"])
         return answers
 
     # -- one line ------------------------------------------------------------------------------------
@@ -204,6 +209,12 @@ class AnswerReader:
             return None
         if not isinstance(row, dict):
             line.bad(f"each line must be a JSON object, not {_shape(row)}")
+            return None
+        if "answer_with" in row and "user" not in row:  # the exported task itself, not yet answered
+            line.bad(
+                "this is an exported task, not an answer: write one line per reviewer with dataset, "
+                "record_id, user, ranking, appropriate, problems, correction and status (see answer_with)"
+            )
             return None
         dataset = self._text(row, "dataset", line, required=True)
         record_id = self._text(row, "record_id", line, required=True)
@@ -237,7 +248,7 @@ class AnswerReader:
         value = row.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             if required:
-                line.bad(f"{name!r} is missing")
+                line.bad(f"{name!r} is missing" + (' (who answered, e.g. "ana")' if name == "user" else ""))
             return None
         if not isinstance(value, str):
             line.bad(f"{name!r} must be text, not {_shape(value)}")

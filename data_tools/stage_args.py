@@ -30,7 +30,7 @@ def add_common_args(parser: argparse.ArgumentParser, *, workspace_required: bool
         "-w",
         type=Path,
         required=workspace_required,
-        help="workspace directory (created if missing)",
+        help="the workspace directory (`mirada collect` creates it; other stages need an existing one)",
     )
     parser.add_argument(
         "--quiet", "-q", action="store_true", help="only warnings, errors and the final summary"

@@ -72,8 +72,12 @@ def run_result(stage: str, summary: Any) -> str:
     parts = []
     for key, value in summary.items():
         if isinstance(value, bool) or not isinstance(value, int | float | str):
-            counts = {k: v for k, v in value.items() if v} if isinstance(value, dict) else {}
-            if counts and all(isinstance(v, int) for v in counts.values()):
+            counts = (
+                {k: v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool) and v}
+                if isinstance(value, dict)
+                else {}
+            )  # the counts of a nested summary (prefs' "dpo": {"rows": 14, "by_split": {…}}); deeper levels left out
+            if counts:
                 parts.append(f"{key} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
             continue
         if key in ("seconds",) or value in (0, ""):

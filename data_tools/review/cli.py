@@ -286,6 +286,8 @@ def _act(args: argparse.Namespace, config: ReviewConfig, workspace: Workspace, s
                 if action == "push":
                     pushed = service.push(client)
                     run.summary = pushed.datasets
+                    for note in _left_out_notes(left_out_of_review(workspace)):  # nothing left out unsaid
+                        print(f"warning: {note}")
                     for name, counts in pushed.datasets.items():
                         print(
                             f"{name}: {counts['logged']} records logged, {counts['unchanged']} unchanged, "

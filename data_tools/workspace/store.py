@@ -113,13 +113,24 @@ def _owner_alive(pid: int | None, host: str | None) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def workspace_of_export(path: str | os.PathLike[str]) -> Path | None:
+    """The workspace a stage export lives in (``WS/exports/<stage>/<name>``), or None for any other path.
+
+    Lets later stages that are handed an export folder (train gets ``WS/exports/prefs/NAME``) record
+    their run in the workspace that made the data, without a second ``--workspace`` argument.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir() or folder.parent.parent.name != "exports":
+        return None
+    root = folder.parent.parent.parent
+    return root if (root / DB_NAME).is_file() else None
+
+
 class WorkspaceError(UserError, RuntimeError):
     """The workspace cannot be opened or is not a Mirada workspace."""
 
 
-class Workspace(
-    DraftStoreMixin, ReviewStoreMixin, GenerationStoreMixin, ProjectStoreMixin, JudgeStoreMixin
-):
+class Workspace(DraftStoreMixin, ReviewStoreMixin, GenerationStoreMixin, ProjectStoreMixin, JudgeStoreMixin):
     """A Mirada project directory. Open with ``Workspace.open(path)``; close or use as a context manager."""
 
     def __init__(self, root: Path, db: sqlite3.Connection) -> None:

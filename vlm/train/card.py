@@ -166,13 +166,11 @@ def workspace_project(dataset_name: str) -> tuple[dict[str, Any], str | None]:
     only what ``project()`` returns; a folder that is not a workspace is not created.
     """
     from data_tools.workspace import Workspace
-    from data_tools.workspace.store import DB_NAME
+    from data_tools.workspace.store import workspace_of_export
 
     folder = Path(dataset_name).expanduser()
-    if not (folder / "README.md").is_file() or folder.parent.name != "prefs":
-        return {}, None
-    root = folder.parent.parent.parent
-    if folder.parent.parent.name != "exports" or not (root / DB_NAME).is_file():
+    root = workspace_of_export(folder)
+    if not (folder / "README.md").is_file() or folder.parent.name != "prefs" or root is None:
         return {}, None
     try:
         with Workspace.open(root, create=False) as workspace:

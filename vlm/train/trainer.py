@@ -16,12 +16,14 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback, TrainingArguments
 
 from data_tools.secrets import register_secret
+from data_tools.workspace import RunRecord
 from vlm.models import disable_cpu_repack, load_model, merge_adapter, prepare_processor, read_config
 from vlm.registry import sync_model_to_processor
 from vlm.train.callbacks import CpuRepackGuard, EmissionsCallback, FrozenVisionInputs
@@ -72,6 +74,58 @@ def without_trl_card(trainer_cls: type) -> type:
 
 
 def run_training(
+    script: TrainScriptArguments,
+    args: TrainingArguments,
+    model_args: MiradaModelConfig,
+    *,
+    callbacks: Sequence[TrainerCallback] = (),
+    command: str | None = None,
+) -> TrainResult:
+    """Train (see :func:`_run_training`), recorded as a ``train`` run in the dataset's workspace if it has one.
+
+    A prefs export (``WS/exports/prefs/NAME``) knows its workspace, so `mirada status` lists the
+    training runs made from it, interrupted and failed ones included, without a ``--workspace`` flag.
+    """
+    from accelerate import PartialState
+
+    with ExitStack() as stack:
+        record = _workspace_run(stack, script, args, model_args) if PartialState().is_main_process else None
+        result = _run_training(script, args, model_args, callbacks=callbacks, command=command)
+        if record is not None:
+            record.summary = {
+                "run": Path(args.output_dir).resolve().name,
+                "method": script.method,
+                "global_step": result.global_step,
+                "rows": dict(result.data.rows),
+                "train_seconds": round(result.train_seconds, 1),
+            }
+        return result
+
+
+def _workspace_run(
+    stack: ExitStack, script: TrainScriptArguments, args: TrainingArguments, model_args: MiradaModelConfig
+) -> RunRecord | None:
+    from data_tools.workspace import Workspace
+    from data_tools.workspace.store import workspace_of_export
+
+    root = workspace_of_export(script.dataset_name) if script.dataset_name else None
+    if root is None:
+        return None
+    try:
+        workspace = stack.enter_context(Workspace.open(root, create=False))
+    except Exception as exc:  # a locked or broken workspace must not stop a training run
+        log.warning("this run is not recorded in the workspace %s: %s", root.name, exc)
+        return None
+    config = {
+        "output_dir": Path(args.output_dir).name,
+        "dataset": Path(script.dataset_name).name,
+        "method": script.method,
+        "model": Path(model_args.model_name_or_path).name,
+    }
+    return stack.enter_context(workspace.run("train", config))
+
+
+def _run_training(
     script: TrainScriptArguments,
     args: TrainingArguments,
     model_args: MiradaModelConfig,

@@ -71,6 +71,10 @@ def test_a_run_on_simulated_answers_from_a_tiny_base_says_so_at_the_top(workspac
     assert f"https://huggingface.co/datasets/equipo-tacos/{data.name}" in card
     assert "https://github.com/equipo-tacos/mirada" in card
     assert str(tmp_path) not in card and str(workspace.root) not in card and "/tmp/" not in card
+    # the run is recorded in the workspace the data came from, so `mirada status` lists it
+    (train,) = workspace.runs("train")
+    assert train["status"] == "completed" and train["config"]["dataset"] == data.name
+    assert train["summary"]["run"] == "run" and train["summary"]["global_step"] > 0
 
 
 @pytest.mark.parametrize("origin", ["people", "machine", "unknown"])

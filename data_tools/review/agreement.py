@@ -145,12 +145,10 @@ def progress(
 
 def plot_review(progress_summary: dict[str, Any], agreement_summary: dict[str, Any], path: Path) -> Path:
     """A PNG with progress per annotator and the agreement figures against the usual thresholds."""
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: never switch the caller's backend (e.g. a notebook's)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))
+    left, right = fig.subplots(1, 2)
     users = list(progress_summary["per_annotator"])
     bottom = np.zeros(len(users))
     for status, color in (("submitted", "#2a9d8f"), ("discarded", "#e76f51"), ("draft", "#e9c46a")):
@@ -187,5 +185,4 @@ def plot_review(progress_summary: dict[str, Any], agreement_summary: dict[str, A
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

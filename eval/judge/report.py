@@ -100,12 +100,10 @@ def plot_win_rates(results: dict[str, Any], path: Path, by: str = "country", tru
 
     ``trust`` (see :func:`trust_label`) is printed under the panels: the chart travels without the report.
     """
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: never switch the caller's backend (e.g. a notebook's)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    fig = Figure(figsize=(6 * len(results), 4))
+    axes = fig.subplots(1, len(results), squeeze=False)
     for ax, (name, r) in zip(axes[0], results.items(), strict=True):
         groups = r.get(f"by_{by}", {})
         labels = [*groups, "overall"]
@@ -125,18 +123,15 @@ def plot_win_rates(results: dict[str, Any], path: Path, by: str = "country", tru
     fig.tight_layout(rect=(0, 0.08 if trust else 0, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_calibration(results: dict[str, dict[str, Any]], path: Path) -> Path:
     """Each prompt's Krippendorff α with the annotators (with interval) against the human ceiling."""
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: never switch the caller's backend (e.g. a notebook's)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(results) + 2), 4))
+    fig = Figure(figsize=(max(4, 1.6 * len(results) + 2), 4))
+    ax = fig.subplots()
     names = list(results)
     values, errors, ceilings = [], [[], []], []
     for version in names:
@@ -158,7 +153,6 @@ def plot_calibration(results: dict[str, dict[str, Any]], path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

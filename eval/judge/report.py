@@ -130,7 +130,7 @@ def plot_calibration(results: dict[str, dict[str, Any]], path: Path) -> Path:
     """Each prompt's Krippendorff α with the annotators (with interval) against the human ceiling."""
     from matplotlib.figure import Figure  # not pyplot: never switch the caller's backend (e.g. a notebook's)
 
-    fig = Figure(figsize=(max(4, 1.6 * len(results) + 2), 4))
+    fig = Figure(figsize=(max(6, 1.6 * len(results) + 2), 4))  # 6 in: room for the title
     ax = fig.subplots()
     names = list(results)
     values, errors, ceilings = [], [[], []], []

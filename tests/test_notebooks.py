@@ -50,6 +50,8 @@ def run_notebook(name: str, replacements: dict[str, str], cwd: Path, probe: str)
         client.execute()
     except CellExecutionError as exc:  # its text holds the failing cell's source and the traceback
         pytest.fail(f"{name} failed:\n{exc}", pytrace=False)
+    finally:  # the executed copy, outputs included, next to its charts: the test's artefact to look at
+        nbformat.write(notebook, cwd / name)
     images = [base64.b64decode(output["data"]["image/png"]) for cell in notebook.cells
               for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]  # fmt: skip
     printed = "".join(o.get("text", "") for o in notebook.cells[-1].outputs if o.output_type == "stream")

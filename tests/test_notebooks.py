@@ -18,6 +18,9 @@ from typing import Any
 
 import nbformat
 import pytest
+from ipykernel.kernelspec import write_kernel_spec
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -32,7 +35,18 @@ RUN = 'Path("../demo/runs/tiny-qwen2_5_vl-dpo")'
 CELL_TIMEOUT_S = 120  # generous for 2 shared cores; a healthy cell takes well under 10 s
 
 
-def run_notebook(name: str, replacements: dict[str, str], cwd: Path, probe: str) -> tuple[Any, list[bytes]]:
+@pytest.fixture(scope="session")
+def kernels(tmp_path_factory: pytest.TempPathFactory) -> KernelSpecManager:
+    """A kernel spec for this interpreter only: a "python3" spec a developer installed elsewhere (another
+    environment's Python) must not run the notebooks."""
+    folder = tmp_path_factory.mktemp("kernels")
+    # plain tracebacks: a failing cell is reported in the test output, where colour codes are noise
+    write_kernel_spec(folder / "mirada-tests", extra_arguments=["--InteractiveShell.colors=nocolor"])
+    return KernelSpecManager(kernel_dirs=[str(folder)], ensure_native_kernel=False)
+
+
+def run_notebook(name: str, replacements: dict[str, str], cwd: Path, probe: str,
+                 kernels: KernelSpecManager) -> tuple[Any, list[bytes]]:  # fmt: skip
     """Execute notebook ``name`` in a fresh kernel with ``cwd`` as its folder (charts are written there).
 
     ``probe`` is a Python expression evaluated after the last cell; its JSON value is returned with
@@ -44,8 +58,10 @@ def run_notebook(name: str, replacements: dict[str, str], cwd: Path, probe: str)
             for old, new in replacements.items():
                 cell.source = cell.source.replace(old, new)
     notebook.cells.append(nbformat.v4.new_code_cell(f"import json as _json\nprint(_json.dumps({probe}))"))
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(cwd)}})  # fmt: skip
+    manager = KernelManager(kernel_name="mirada-tests", kernel_spec_manager=kernels)
+    client = NotebookClient(
+        notebook, km=manager, timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(cwd)}}
+    )
     try:
         client.execute()
     except CellExecutionError as exc:  # its text holds the failing cell's source and the traceback
@@ -82,21 +98,32 @@ def test_stored_without_outputs():
             assert not cell.get("outputs") and not cell.get("execution_count"), path.name
 
 
-def test_inspect_workspace(tmp_path, sample_dir):
+def test_a_failing_cell_fails_the_test_with_its_source_and_traceback(tmp_path, kernels):
+    with pytest.raises(pytest.fail.Exception) as failure:
+        run_notebook("01_inspect_workspace.ipynb", {WORKSPACE: f'Path("{tmp_path / "missing"}")'}, tmp_path, "0",
+                     kernels)  # fmt: skip
+    message = str(failure.value)
+    assert "01_inspect_workspace.ipynb failed" in message
+    assert "ws = Workspace.open(WORKSPACE, create=False)" in message  # the cell's source
+    assert "WorkspaceError" in message and "missing" in message and "\x1b[" not in message  # why, readable
+    assert (tmp_path / "01_inspect_workspace.ipynb").exists()  # the executed copy, for a closer look
+
+
+def test_inspect_workspace(tmp_path, sample_dir, kernels):
     with Workspace.open(tmp_path / "ws") as ws:
         Collector(ws, CollectConfig(workers=1)).run([str(sample_dir)])
     seen, images = run_notebook("01_inspect_workspace.ipynb", {WORKSPACE: f'Path("{tmp_path / "ws"}")'}, tmp_path,
-                                "len(dataset)")  # fmt: skip
+                                "len(dataset)", kernels)  # fmt: skip
     assert seen == 11
     assert len(images) == 1 and is_png(images[0])  # the image grid
 
 
-def test_dataset_explorer(reviewed, tmp_path):
+def test_dataset_explorer(reviewed, tmp_path, kernels):
     probe = ('{"counts": {c: {str(k): v for k, v in values.items()} for c, values in counts.items()}, '
              '"by_country": sorted(by_country), "countries": sorted({r["country"] or "?" for r in dataset}), '
              '"without_author": without_author}')  # fmt: skip
     seen, images = run_notebook(
-        "02_dataset_explorer.ipynb", {WORKSPACE: f'Path("{reviewed}")'}, tmp_path, probe
+        "02_dataset_explorer.ipynb", {WORKSPACE: f'Path("{reviewed}")'}, tmp_path, probe, kernels
     )
     with Workspace.open(reviewed, create=False) as ws:
         assert seen["counts"]["country"] == {str(k): v for k, v in ws.count_images_by("country").items()}
@@ -105,9 +132,9 @@ def test_dataset_explorer(reviewed, tmp_path):
     assert len(images) == 2 and all(map(is_png, images))  # the counts and the per-country grid
 
 
-def test_review_analysis(reviewed, tmp_path):
+def test_review_analysis(reviewed, tmp_path, kernels):
     seen, images = run_notebook("03_review_analysis.ipynb", {WORKSPACE: f'Path("{reviewed}")'}, tmp_path,
-                                '{"done": done, "spreads": [spread(d) for d in disputed]}')  # fmt: skip
+                                '{"done": done, "spreads": [spread(d) for d in disputed]}', kernels)  # fmt: skip
     assert seen["done"]["complete"] == seen["done"]["records"] > 0
     spreads = seen["spreads"]
     assert spreads == sorted(spreads, reverse=True) and spreads[0] > 0  # fill() plants disagreements
@@ -115,7 +142,7 @@ def test_review_analysis(reviewed, tmp_path):
     assert len(images) == 1 + len(spreads) and all(map(is_png, images))  # summary, then each disputed image
 
 
-def test_training_run(reviewed, tiny_model, tmp_path):
+def test_training_run(reviewed, tiny_model, tmp_path, kernels):
     from vlm.train.cli import main as train_main
 
     run = tmp_path / "run"
@@ -128,7 +155,7 @@ def test_training_run(reviewed, tiny_model, tmp_path):
         '"kg": emissions.emissions_kg, "library": card.data.library_name}'
     )
     seen, images = run_notebook("04_training_run.ipynb", {WORKSPACE: f'Path("{reviewed}")', RUN: f'Path("{run}")'},
-                                tmp_path, probe)  # fmt: skip
+                                tmp_path, probe, kernels)  # fmt: skip
     assert seen["steps"] == [1, 2]  # one entry per step (logging_steps=1)
     assert seen["sessions"] == 1 and seen["kg"] > 0
     assert seen["library"] == "peft"
@@ -192,7 +219,7 @@ EVAL_PROBE = (
 )
 
 
-def test_evaluation_with_judge_calibration(evaluated, tmp_path, monkeypatch):
+def test_evaluation_with_judge_calibration(evaluated, tmp_path, monkeypatch, kernels):
     from data_tools.cli import main as mirada
     from tests.eval.judge.conftest import API_KEY
     from tests.eval.judge.scripted import ScriptedJudge
@@ -201,7 +228,7 @@ def test_evaluation_with_judge_calibration(evaluated, tmp_path, monkeypatch):
     ws, better = evaluated
     replacements = {WORKSPACE: f'Path("{ws}")', 'EVAL = "test"': 'EVAL = "nb"'}
     (tmp_path / "before").mkdir()
-    seen, images = run_notebook("05_evaluation.ipynb", replacements, tmp_path / "before", EVAL_PROBE)
+    seen, images = run_notebook("05_evaluation.ipynb", replacements, tmp_path / "before", EVAL_PROBE, kernels)
     assert seen["calibration"] is None and "mirada judge calibrate" in seen["trust"]  # says how to get one
     assert seen["overall"] == ["aligned", "base"]
     assert seen["worst"] and seen["best"] and seen["worst"][0] <= seen["best"][0]
@@ -216,7 +243,7 @@ def test_evaluation_with_judge_calibration(evaluated, tmp_path, monkeypatch):
         assert mirada(["judge", "calibrate", "-w", str(ws), "--judge-prompt", "v1", "--limit", "6",
                        "--set", "limits.backoff_s=0.01", "--set", "bootstrap_resamples=100"]) == 0  # fmt: skip
         assert server.count() > 0
-    seen, after = run_notebook("05_evaluation.ipynb", replacements, tmp_path, EVAL_PROBE)
+    seen, after = run_notebook("05_evaluation.ipynb", replacements, tmp_path, EVAL_PROBE, kernels)
     calibration = json.loads((ws / "exports/eval/judge-calibration/calibration.json").read_text())
     assert seen["calibration"] == calibration and calibration["chosen"] == "v1"
     assert seen["trust"].startswith(

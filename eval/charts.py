@@ -23,10 +23,12 @@ COUNTRY_METRICS = ("chrf++", "cider-d", "term_recall", "wrong_culture")
 def _subplots(
     nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs: Any
 ) -> tuple[Any, Any]:
-    """A figure not registered with pyplot: charts never switch the caller's backend (e.g. a notebook's)."""
+    """A Figure on its own Agg canvas, not pyplot: charts never switch the caller's backend (e.g. a notebook's)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 

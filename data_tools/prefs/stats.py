@@ -245,7 +245,9 @@ def legend_outside(ax: Any, title: str | None = None) -> None:
 
 def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str]:
     """PNG charts under ``out_dir/charts``; returns ``name -> path relative to out_dir`` for the card."""
-    from matplotlib.figure import Figure  # not pyplot: never switch the caller's backend (e.g. a notebook's)
+    # A Figure on its own Agg canvas, not pyplot: never switch the caller's backend (e.g. a notebook's).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     charts_dir = out_dir / "charts"
@@ -264,6 +266,7 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
         groups = stats[f"by_{column}"]
         labels = list(groups)[::-1]
         fig = Figure(figsize=(7, 0.45 * len(labels) + 1.2))
+        FigureCanvasAgg(fig)
         ax = fig.subplots()
         left = [0] * len(labels)
         for split in stats["splits"]:
@@ -279,6 +282,7 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
     strategies = stats["strategies"]
     names = list(strategies)
     fig = Figure(figsize=(7, 3.5))
+    FigureCanvasAgg(fig)
     ax = fig.subplots()
     series = {"dpo": (("chosen", "#2a9d8f"), ("rejected", "#e76f51")),
               "kto": (("desirable", "#2a9d8f"), ("undesirable", "#e76f51")),
@@ -298,6 +302,7 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
 
     lengths = stats["lengths"]
     fig = Figure(figsize=(7, 3.5))
+    FigureCanvasAgg(fig)
     ax = fig.subplots()
     groups_of = {"dpo": ("chosen", "rejected"), "kto": ("desirable", "undesirable"), "sft": ("caption",)}[fmt]
     all_values = [v for g in groups_of for v in lengths[f"{g}_words"]]
@@ -315,6 +320,8 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
     save(fig, "caption_length")
 
     fig = Figure(figsize=(7, 3.2))
+
+    FigureCanvasAgg(fig)
     ax = fig.subplots()
     values = stats["agreement"]["values"]
     ax.hist(values, bins=[i / 10 for i in range(11)], color="#264653")

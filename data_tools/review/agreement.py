@@ -145,9 +145,13 @@ def progress(
 
 def plot_review(progress_summary: dict[str, Any], agreement_summary: dict[str, Any], path: Path) -> Path:
     """A PNG with progress per annotator and the agreement figures against the usual thresholds."""
-    from matplotlib.figure import Figure  # not pyplot: never switch the caller's backend (e.g. a notebook's)
+    # A Figure on its own Agg canvas, not pyplot: never switch the caller's backend (e.g. a notebook's).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12, 4.5))
+
+    FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
     users = list(progress_summary["per_annotator"])
     bottom = np.zeros(len(users))

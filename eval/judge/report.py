@@ -100,9 +100,13 @@ def plot_win_rates(results: dict[str, Any], path: Path, by: str = "country", tru
 
     ``trust`` (see :func:`trust_label`) is printed under the panels: the chart travels without the report.
     """
-    from matplotlib.figure import Figure  # not pyplot: never switch the caller's backend (e.g. a notebook's)
+    # A Figure on its own Agg canvas, not pyplot: never switch the caller's backend (e.g. a notebook's).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6 * len(results), 4))
+
+    FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(results), squeeze=False)
     for ax, (name, r) in zip(axes[0], results.items(), strict=True):
         groups = r.get(f"by_{by}", {})
@@ -128,9 +132,13 @@ def plot_win_rates(results: dict[str, Any], path: Path, by: str = "country", tru
 
 def plot_calibration(results: dict[str, dict[str, Any]], path: Path) -> Path:
     """Each prompt's Krippendorff α with the annotators (with interval) against the human ceiling."""
-    from matplotlib.figure import Figure  # not pyplot: never switch the caller's backend (e.g. a notebook's)
+    # A Figure on its own Agg canvas, not pyplot: never switch the caller's backend (e.g. a notebook's).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(max(6, 1.6 * len(results) + 2), 4))  # 6 in: room for the title
+
+    FigureCanvasAgg(fig)
     ax = fig.subplots()
     names = list(results)
     values, errors, ceilings = [], [[], []], []

@@ -60,7 +60,9 @@ CONFIG_FILE = "mirada_train_config.json"
 
 def save_curves(log_history: list[dict[str, Any]], path: str | Path, method: str) -> Path | None:
     """Loss, gradient norm and the method's own metrics against the step, train and eval, as one PNG."""
-    from matplotlib.figure import Figure  # not pyplot: never switch the caller's backend (e.g. a notebook's)
+    # A Figure on its own Agg canvas, not pyplot: never switch the caller's backend (e.g. a notebook's).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     panels = [("loss", "loss"), ("grad_norm", "gradient norm")]
     panels += [(key, key) for key in METHOD_METRICS.get(method, ())]
@@ -73,6 +75,7 @@ def save_curves(log_history: list[dict[str, Any]], path: str | Path, method: str
     if not present:
         return None
     fig = Figure(figsize=(4.2 * len(present), 3.4))
+    FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(present), squeeze=False)
     for ax, (key, title) in zip(axes[0], present, strict=True):
         for prefix, style, label in (("", "-", "train"), ("eval_", "o--", "eval (test split)")):

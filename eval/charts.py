@@ -20,18 +20,20 @@ from eval.inputs import EvalInputs
 COUNTRY_METRICS = ("chrf++", "cider-d", "term_recall", "wrong_culture")
 
 
-def _plt() -> Any:
-    import matplotlib
+def _subplots(
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs: Any
+) -> tuple[Any, Any]:
+    """A Figure on its own Agg canvas, not pyplot: charts never switch the caller's backend (e.g. a notebook's)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _save(fig: Any, path: Path) -> str:
     fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
-    _plt().close(fig)
     return path.name
 
 
@@ -82,8 +84,7 @@ def per_country_chart(report: dict[str, Any], path: Path) -> str | None:
         return None
     countries = list(entries)
     metrics = [m for m in COUNTRY_METRICS if m in {x["name"] for x in report["metrics"]}]
-    plt = _plt()
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         len(metrics),
         1,
         figsize=(max(6, 1.1 * len(countries) * max(1, len(systems)) / 2 + 3), 2.6 * len(metrics)),
@@ -110,10 +111,9 @@ def differences_chart(report: dict[str, Any], path: Path) -> str | None:
     comparisons = report["comparisons"]
     if not comparisons:
         return None
-    plt = _plt()
     names = [m["name"] for m in report["metrics"]]
     better = {m["name"]: m["higher_is_better"] for m in report["metrics"]}
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         1, len(comparisons), figsize=(6.5 * len(comparisons), 0.45 * len(names) + 1.5), squeeze=False
     )
     for ax, comparison in zip(axes[0], comparisons, strict=True):
@@ -163,8 +163,7 @@ def fidelity_chart(report: dict[str, Any], path: Path) -> str | None:
     if not entries or "language_fidelity" not in {m["name"] for m in report["metrics"]}:
         return None
     tags = list(entries)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(tags) * max(1, len(systems)) / 2 + 3), 3.2))
+    fig, ax = _subplots(figsize=(max(5, 0.9 * len(tags) * max(1, len(systems)) / 2 + 3), 3.2))
     values = {
         s: [report["results"][s]["by_language"][t]["metrics"]["language_fidelity"] for t in tags]
         for s in systems
@@ -210,10 +209,9 @@ def examples_chart(
         picks += [("loss", base, other, d) for d, _, base, other in losses]
     if not picks:
         return None
-    plt = _plt()
     from PIL import Image
 
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         len(picks), 2, figsize=(11, 2.3 * len(picks)), gridspec_kw={"width_ratios": [1, 3.5]}, squeeze=False
     )
     label = _label(report, metric)[0]

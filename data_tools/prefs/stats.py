@@ -245,10 +245,9 @@ def legend_outside(ax: Any, title: str | None = None) -> None:
 
 def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str]:
     """PNG charts under ``out_dir/charts``; returns ``name -> path relative to out_dir`` for the card."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure on its own Agg canvas, not pyplot: never switch the caller's backend (e.g. a notebook's).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     charts_dir = out_dir / "charts"
@@ -259,7 +258,6 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
         fig.tight_layout()
         # bbox_inches="tight" keeps the legend, placed outside the axes so it never covers a bar.
         fig.savefig(charts_dir / f"{name}.png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
         written[name] = f"charts/{name}.png"
 
     for column, title, name in (("country", "Images per country", "countries"),
@@ -267,7 +265,9 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
                                 ("category", "Images per category", "categories")):  # fmt: skip
         groups = stats[f"by_{column}"]
         labels = list(groups)[::-1]
-        fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.2))
+        fig = Figure(figsize=(7, 0.45 * len(labels) + 1.2))
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
         left = [0] * len(labels)
         for split in stats["splits"]:
             values = [groups[label]["split_images"].get(split, 0) for label in labels]
@@ -281,7 +281,9 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
 
     strategies = stats["strategies"]
     names = list(strategies)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     series = {"dpo": (("chosen", "#2a9d8f"), ("rejected", "#e76f51")),
               "kto": (("desirable", "#2a9d8f"), ("undesirable", "#e76f51")),
               "sft": (("rows", "#264653"),)}[fmt]  # fmt: skip
@@ -299,7 +301,9 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
     save(fig, "strategies")
 
     lengths = stats["lengths"]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     groups_of = {"dpo": ("chosen", "rejected"), "kto": ("desirable", "undesirable"), "sft": ("caption",)}[fmt]
     all_values = [v for g in groups_of for v in lengths[f"{g}_words"]]
     bins = range(
@@ -315,7 +319,10 @@ def draw_charts(stats: dict[str, Any], fmt: str, out_dir: Path) -> dict[str, str
     legend_outside(ax)
     save(fig, "caption_length")
 
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig = Figure(figsize=(7, 3.2))
+
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     values = stats["agreement"]["values"]
     ax.hist(values, bins=[i / 10 for i in range(11)], color="#264653")
     ax.set_xlabel("acceptability agreement per image (0–1; 1 = all annotators agreed on every candidate)")

@@ -153,12 +153,9 @@ STATUS_COLORS = {"submitted": "#2a9d8f", "discarded": "#e76f51", "draft": "#e9c4
 
 def plot_review(progress_summary: dict[str, Any], agreement_summary: dict[str, Any], path: Path) -> Path:
     """A PNG with progress per annotator and the agreement figures against Krippendorff's thresholds."""
-    import matplotlib.pyplot as plt
-
     fig = review_figure(progress_summary, agreement_summary)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -168,14 +165,15 @@ def review_figure(progress_summary: dict[str, Any], agreement_summary: dict[str,
     Meant to be read by someone who has never heard of alpha: every line is named in a legend, the
     axes say what they count, and no legend sits on top of a bar (legends go below the axes).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure on its own Agg canvas, not pyplot: never switch the caller's backend (e.g. a notebook's).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    fig = Figure(figsize=(13, 5.2))
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
     users = list(progress_summary["per_annotator"])
     bottom = np.zeros(len(users))
     for status, color in STATUS_COLORS.items():

@@ -100,12 +100,14 @@ def plot_win_rates(results: dict[str, Any], path: Path, by: str = "country", tru
 
     ``trust`` (see :func:`trust_label`) is printed under the panels: the chart travels without the report.
     """
-    import matplotlib
+    # A Figure on its own Agg canvas, not pyplot: never switch the caller's backend (e.g. a notebook's).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=(6 * len(results), 4))
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(results), squeeze=False)
     for ax, (name, r) in zip(axes[0], results.items(), strict=True):
         groups = r.get(f"by_{by}", {})
         labels = [*groups, "overall"]
@@ -125,18 +127,19 @@ def plot_win_rates(results: dict[str, Any], path: Path, by: str = "country", tru
     fig.tight_layout(rect=(0, 0.08 if trust else 0, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_calibration(results: dict[str, dict[str, Any]], path: Path) -> Path:
     """Each prompt's Krippendorff α with the annotators (with interval) against the human ceiling."""
-    import matplotlib
+    # A Figure on its own Agg canvas, not pyplot: never switch the caller's backend (e.g. a notebook's).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=(max(6, 1.6 * len(results) + 2), 4))  # 6 in: room for the title
 
-    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(results) + 2), 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     names = list(results)
     values, errors, ceilings = [], [[], []], []
     for version in names:
@@ -158,7 +161,6 @@ def plot_calibration(results: dict[str, dict[str, Any]], path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

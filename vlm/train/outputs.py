@@ -58,10 +58,9 @@ CONFIG_FILE = "mirada_train_config.json"
 
 def save_curves(log_history: list[dict[str, Any]], path: str | Path, method: str) -> Path | None:
     """Loss, gradient norm and the method's own metrics against the step, train and eval, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure on its own Agg canvas, not pyplot: never switch the caller's backend (e.g. a notebook's).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     panels = [("loss", "loss"), ("grad_norm", "gradient norm")]
     panels += [(key, key) for key in METHOD_METRICS.get(method, ())]
@@ -73,7 +72,9 @@ def save_curves(log_history: list[dict[str, Any]], path: str | Path, method: str
     present = [(k, t) for k, t in panels if series(k)[0] or series(f"eval_{k}")[0]]
     if not present:
         return None
-    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.4), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(present), 3.4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(present), squeeze=False)
     for ax, (key, title) in zip(axes[0], present, strict=True):
         for prefix, style, label in (("", "-", "train"), ("eval_", "o--", "eval (test split)")):
             xs, ys = series(prefix + key)
@@ -86,7 +87,6 @@ def save_curves(log_history: list[dict[str, Any]], path: str | Path, method: str
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

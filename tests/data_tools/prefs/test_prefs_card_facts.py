@@ -8,7 +8,7 @@ import json
 import logging
 from pathlib import Path
 
-import matplotlib
+import matplotlib.figure
 import pytest
 
 from data_tools.config import load_config

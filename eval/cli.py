@@ -9,7 +9,9 @@
 Captions come from ``mirada generate`` (stored in the workspace) and/or predictions JSONL files with
 ``image_id`` or ``file_name``, ``system`` and ``caption`` per line. References are human only: the
 images' reference captions and reviewers' corrections. Writes ``exports/eval/<name>/`` (report.md,
-report.json, per_image.jsonl, charts/) and records the run in the workspace.
+report.json, per_image.jsonl, charts/) and records the run in the workspace. When ``mirada judge``
+has judged these systems (``judge.json`` in the same folder) or been calibrated, the report and the
+card also carry the judge's win rates beside its measured agreement with the annotators.
 """
 
 from __future__ import annotations

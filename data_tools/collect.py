@@ -426,9 +426,23 @@ def print_summary(summary: CollectSummary, workspace: Workspace) -> None:
         clusters.add_column("kept")
         clusters.add_column("near-duplicates", overflow="fold")
         for item in summary.clusters[:20]:
-            clusters.add_row(item["kept"][:12], ", ".join(d[:12] for d in item["duplicates"]))
+            clusters.add_row(
+                _shown_name(workspace, item["kept"]),
+                ", ".join(_shown_name(workspace, d) for d in item["duplicates"]),
+            )
         console.print(clusters)
-    console.print(f"workspace: {workspace.root}  ·  `mirada status --workspace {workspace.root}` for totals")
+    # soft_wrap: a command split over two lines cannot be copied and run
+    console.print(
+        f"workspace: {workspace.root}  ·  `mirada status --workspace {workspace.root}` for totals",
+        soft_wrap=True,
+    )
+
+
+def _shown_name(workspace: Workspace, image_id: str) -> str:
+    """``foto_03.jpg (52c2ad86ccaf)``: the file name a person recognises, then the short image id."""
+    sources = workspace.image_sources(image_id)
+    name = Path(str(sources[0]["input_key"])).name if sources else ""
+    return f"{name} ({image_id[:12]})" if name else image_id[:12]
 
 
 def build_parser(prog: str = "python -m data_tools.collect") -> argparse.ArgumentParser:

@@ -41,12 +41,27 @@ def workspace_summary(workspace: Workspace) -> dict[str, Any]:
         "rejections": [
             {"input": row.input_key, "reason": row.reason, "detail": row.detail} for row in workspace.rejections()
         ],
+        "review": review_summary(workspace),
         "runs": [
             {**{key: run[key] for key in ("id", "stage", "status", "started_at", "finished_at")},
              "result": run_result(run["stage"], run.get("summary"))}
             for run in workspace.runs()
         ],
     }  # fmt: skip
+
+
+def review_summary(workspace: Workspace) -> dict[str, Any]:
+    """Where the review stands: records out for review, answers in, decisions made (by status)."""
+    responses = workspace.review_responses()
+    decisions: dict[str, int] = {}
+    for decision in workspace.review_decisions():
+        decisions[decision["status"]] = decisions.get(decision["status"], 0) + 1
+    return {
+        "records": len(workspace.review_items()),
+        "responses": len(responses),
+        "annotators": len({response.username for response in responses}),
+        "decisions": decisions,
+    }
 
 
 def run_result(stage: str, summary: Any) -> str:
@@ -130,6 +145,14 @@ def print_status(summary: dict[str, Any]) -> None:
             console.print(
                 f"… {len(summary['rejections']) - REJECTIONS_SHOWN} more rejected inputs: see --json"
             )
+    review = summary["review"]
+    if review["records"]:
+        decided = ", ".join(f"{count} {status}" for status, count in sorted(review["decisions"].items()))
+        console.print(
+            f"[bold]review[/bold]: {review['records']} records out for review, {review['responses']} answers "
+            f"from {review['annotators']} annotator(s), decisions: {decided or 'none yet'} "
+            "(`mirada review status` for agreement)"
+        )
     runs = Table(title="runs of every stage (collect, draft, review, prefs, train, eval)")
     for column in ("id", "stage", "status", "started_at", "finished_at", "result"):
         runs.add_column(column, overflow="fold")

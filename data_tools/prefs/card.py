@@ -17,19 +17,25 @@ for any such dataset), and teams add their own words through ``card.motivation``
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from data_tools.cards import (
+    language_tags,
+    library_versions,
+    md_table,
+    md_text,
+    scrub_local_paths,
+    size_category,
+)
 from data_tools.draft.prompts import country_name as localised_country_name
 from data_tools.prefs.build import CAPTION_FILTERS, FORMAT_FILTERS, RECORD_FILTERS, Instructions, features
 from data_tools.prefs.config import PrefsConfig, portable
@@ -92,17 +98,6 @@ PIPELINE = {
 # -- provenance ------------------------------------------------------------------------------------
 
 
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries the pipeline uses (missing ones are left out)."""
-    found = {}
-    for name in LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
 @dataclass
 class Provenance:
     """What the workspace knows about how the data was made, gathered once for every card."""
@@ -117,7 +112,7 @@ class Provenance:
     agreement: dict[str, Any] | None
     agreement_error: str | None
     problems: dict[str, int]
-    versions: dict[str, str] = field(default_factory=library_versions)
+    versions: dict[str, str] = field(default_factory=lambda: library_versions(LIBRARIES))
     # country -> {why its collected images are not in this dataset: images}
     left_out: dict[str, dict[str, int]] = field(default_factory=dict)
     untemplated: dict[str, int] = field(default_factory=dict)  # variety without a draft template -> images
@@ -258,41 +253,6 @@ class CardInputs:
     code_url: str | None = None  # the card's link to the code: card.code_url, else the project setting
 
 
-def size_category(n: int) -> str:
-    """The Hub's size bucket: ``size_category(999) == 'n<1K'``, ``size_category(1000) == '1K<n<10K'``."""
-    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-                         (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):  # fmt: skip
-        if n < limit:
-            return label
-    return "n>1M"
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
-
-
-def md_text(value: Any) -> str:
-    """What people typed (a category, a region, a licence), rendered as text, never as markup.
-
-    HTML is escaped (an ``<img onerror=…>`` category shows as those characters, it does not run)
-    and Markdown's inline markers are backslash-escaped, so metadata cannot add links, emphasis or
-    table cells to a card. ``md_text('<b>x</b>') == '&lt;b&gt;x&lt;/b&gt;'``.
-    """
-    text = html.escape(str(value), quote=False).replace("\n", " ").replace("\r", " ")
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A Markdown table; cells keep the Markdown the card writes (`code`) but never raw HTML."""
-
-    def cell(value: Any) -> str:
-        text = str(value).replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
-        return re.sub(r"(?<!\\)\|", r"\\|", text)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _pct(part: float, whole: float) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "0.0%"
 
@@ -310,7 +270,7 @@ def country_name(code: str) -> str:
 
 def language_codes(stats: dict[str, Any]) -> list[str]:
     """ISO 639 codes for the YAML header: ``es-MX`` → ``es`` (the Hub does not take region subtags)."""
-    return sorted({tag.split("-")[0].lower() for tag in stats["by_language"] if tag != NONE})
+    return sorted(language_tags(list(stats["by_language"]), skip=[NONE]))
 
 
 def _representation(groups: dict[str, dict[str, Any]], total: int, label: Any) -> list[str]:
@@ -826,21 +786,6 @@ def render_card(inputs: CardInputs, stats: dict[str, Any], charts: dict[str, str
             f"{inputs.name.rsplit('_image_', 1)[0]}", "```", ""]  # fmt: skip
     content = f"---\n{header.to_yaml()}\n---\n\n" + "\n".join(out).rstrip() + "\n"
     return DatasetCard(scrub_local_paths(content))
-
-
-# An absolute POSIX path of two or more parts (``/tmp/x/y``, ``/home/ana/ws``) or a Windows one, not
-# part of a URL: the card keeps only its last part.
-_LOCAL_PATH = re.compile(r"(?<![\w.~/-])(?:/(?!/)|[A-Za-z]:\\)(?:[\w.@+-]+[/\\])+([\w.@+-]+)")
-
-
-def scrub_local_paths(text: str) -> str:
-    """Cards never carry someone's directories: ``/tmp/ws/photos`` becomes ``photos``.
-
-    ``portable`` already rewrites the paths Mirada knows it writes; this last pass catches the
-    ones inside other strings (``folder:/tmp/…`` sources, error texts) so no ``/tmp/…`` or home
-    directory reaches a published card.
-    """
-    return _LOCAL_PATH.sub(lambda m: m.group(1), text)
 
 
 def _example_block(example: dict[str, Any]) -> list[str]:

@@ -130,9 +130,9 @@ def export_all(workspace: Workspace, config: PrefsConfig, result: PrefsResult, *
 def push_all(exports: list[Export], *, token: str, private: bool) -> dict[str, str]:
     """Push each export's data, then its card + charts + guidelines in one commit; returns ``fmt -> URL``."""
     import datasets
-    from huggingface_hub import HfApi
 
-    api = HfApi(token=token)
+    from data_tools.hub import upload_folder
+
     urls = {}
     for export in exports:
         if not export.repo_id:
@@ -140,8 +140,8 @@ def push_all(exports: list[Export], *, token: str, private: bool) -> dict[str, s
         dataset = datasets.load_from_disk(str(export.path))
         dataset.push_to_hub(export.repo_id, token=token, private=private,
                             commit_message=f"{export.name}: data (mirada prefs)")  # fmt: skip
-        api.upload_folder(repo_id=export.repo_id, repo_type="dataset", folder_path=str(export.path),
-                          allow_patterns=list(CARD_FILES),
-                          commit_message=f"{export.name}: Dataset Card and charts (mirada prefs)")  # fmt: skip
+        upload_folder(export.repo_id, export.path, repo_type="dataset", token=token, create=False,
+                      allow_patterns=list(CARD_FILES),
+                      message=f"{export.name}: Dataset Card and charts (mirada prefs)")  # fmt: skip
         urls[export.fmt] = f"https://huggingface.co/datasets/{export.repo_id}"
     return urls

@@ -143,17 +143,42 @@ def progress(
     }
 
 
+# Krippendorff's reading of alpha (Content Analysis, 2004): data are reliable from 0.8 on, and
+# 0.667 is the lowest value from which tentative conclusions may be drawn. Named in the chart's
+# legend so a reader does not have to know the convention.
+RELIABLE = 0.8
+TENTATIVE = 0.667
+STATUS_COLORS = {"submitted": "#2a9d8f", "discarded": "#e76f51", "draft": "#e9c46a"}
+
+
 def plot_review(progress_summary: dict[str, Any], agreement_summary: dict[str, Any], path: Path) -> Path:
-    """A PNG with progress per annotator and the agreement figures against the usual thresholds."""
+    """A PNG with progress per annotator and the agreement figures against Krippendorff's thresholds."""
+    import matplotlib.pyplot as plt
+
+    fig = review_figure(progress_summary, agreement_summary)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def review_figure(progress_summary: dict[str, Any], agreement_summary: dict[str, Any]) -> Any:
+    """The review chart as a matplotlib Figure (tests inspect it; :func:`plot_review` saves it).
+
+    Meant to be read by someone who has never heard of alpha: every line is named in a legend, the
+    axes say what they count, and no legend sits on top of a bar (legends go below the axes).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
     users = list(progress_summary["per_annotator"])
     bottom = np.zeros(len(users))
-    for status, color in (("submitted", "#2a9d8f"), ("discarded", "#e76f51"), ("draft", "#e9c46a")):
+    for status, color in STATUS_COLORS.items():
         values = np.array([progress_summary["per_annotator"][u].get(status, 0) for u in users])
         left.bar(users, values, bottom=bottom, label=status, color=color)
         bottom += values
@@ -161,9 +186,22 @@ def plot_review(progress_summary: dict[str, Any], agreement_summary: dict[str, A
         f"Progress: {progress_summary['complete']}/{progress_summary['records']} records complete "
         f"({progress_summary['complete_fraction']:.0%})"
     )
-    left.set_ylabel("responses")
-    left.legend()
-    names = ["ranking α", "acceptable α", "problems α", "acceptable Fleiss κ"]
+    left.set_xlabel("annotator")
+    left.set_ylabel("responses (count)")
+    left.yaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set_ylim(0, max([1.0, *bottom]) * 1.05)
+    if not users:  # before any answer: say so rather than draw an empty numeric axis
+        left.set_xticks([])
+        left.text(
+            0.5, 0.5, "no answers yet", ha="center", va="center", transform=left.transAxes, color="grey"
+        )
+    handles = [Patch(color=color, label=status) for status, color in STATUS_COLORS.items()]
+    left.legend(
+        handles=handles, title="response status", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3,
+        frameon=False,
+    )  # fmt: skip
+    names = ["ranking\nKrippendorff α", "acceptable\nKrippendorff α", "problems\nKrippendorff α",
+             "acceptable\nFleiss κ"]  # fmt: skip
     keys = [
         "ranking_alpha_ordinal",
         "acceptable_alpha_nominal",
@@ -176,16 +214,23 @@ def plot_review(progress_summary: dict[str, Any], agreement_summary: dict[str, A
         [v if v is not None else 0 for v in values],
         color=["#264653" if v is not None else "#cccccc" for v in values],
     )
-    for x, v in enumerate(values):
-        right.text(x, (v or 0) + 0.02, "n/a" if v is None else f"{v:.2f}", ha="center")
-    right.axhline(0.667, ls="--", color="grey", lw=1)
-    right.axhline(0.8, ls=":", color="grey", lw=1)
-    right.set_ylim(min(0, *(v for v in values if v is not None), 0) - 0.05, 1.05)
-    right.set_title(
-        f"Agreement on {agreement_summary['overlap_records']} overlapping records (0.667 / 0.8 lines)"
+    for x, v in enumerate(values):  # inside the bar's top, clear of the threshold lines
+        if v is not None and v >= 0.15:
+            right.text(x, v - 0.02, f"{v:.2f}", ha="center", va="top", color="white", fontweight="bold")
+        else:
+            shown = "n/a\n(too few answers)" if v is None else f"{v:.2f}"
+            right.text(
+                x, max(v or 0, 0) + 0.02, shown, ha="center", va="bottom", fontsize=8 if v is None else None
+            )
+    right.axhline(RELIABLE, ls=":", color="grey", lw=1.2, label=f"{RELIABLE:g}: reliable agreement")
+    right.axhline(
+        TENTATIVE, ls="--", color="grey", lw=1.2, label=f"{TENTATIVE:g}: lowest for tentative conclusions"
     )
+    right.axhline(0, color="black", lw=0.8)
+    right.set_ylim(min([0.0, *(v for v in values if v is not None)]) - 0.05, 1.12)
+    right.set_ylabel("agreement (1 = perfect, 0 = chance level)")
+    right.set_title(f"Agreement between annotators on {agreement_summary['overlap_records']} shared records")
+    right.legend(title="Krippendorff's thresholds", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+                 frameon=False)  # fmt: skip
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig

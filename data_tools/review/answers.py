@@ -44,6 +44,9 @@ class AnswerFileError(ValueError):
 
     def __init__(self, path: Path, problems: list[str]) -> None:
         self.problems = problems
+        if len(problems) == 1 and not problems[0].startswith("line "):  # the file as a whole: one line
+            super().__init__(f"{path}: {problems[0]}; nothing was imported")
+            return
         shown = problems[:MAX_ERRORS_SHOWN]
         more = f"\n  … and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
         super().__init__(
@@ -183,6 +186,8 @@ class AnswerReader:
             problems.extend(line.problems)
         if problems:
             raise AnswerFileError(Path(path), problems)
+        if not answers:  # an empty file "imported" as 0 answers would look like success
+            raise AnswerFileError(Path(path), ["the file has no answers (one JSON object per line)"])
         return answers
 
     # -- one line ------------------------------------------------------------------------------------
@@ -205,6 +210,12 @@ class AnswerReader:
         if not isinstance(row, dict):
             line.bad(f"each line must be a JSON object, not {_shape(row)}")
             return None
+        if "answer_with" in row and "user" not in row:  # the exported task itself, not yet answered
+            line.bad(
+                "this is an exported task, not an answer: write one line per reviewer with dataset, "
+                "record_id, user, ranking, appropriate, problems, correction and status (see answer_with)"
+            )
+            return None
         dataset = self._text(row, "dataset", line, required=True)
         record_id = self._text(row, "record_id", line, required=True)
         user = self._text(row, "user", line, required=True)
@@ -224,8 +235,10 @@ class AnswerReader:
             "correction": self._correction(row.get("correction"), line),
         }
         values["problems"], by_slot = self._problems(row.get("problems"), slots, line)
-        if by_slot:
-            values["problems_by_candidate"] = by_slot
+        for label in PROBLEM_LABELS:  # per candidate, as Argilla stores it (one question per problem)
+            flagged = sorted(slot for slot, labels in by_slot.items() if label in labels)
+            if flagged:
+                values[f"problem_{label}"] = flagged
         if line.problems or user is None or status is None:
             return None
         return Answer(line.number, dataset, record_id, user, status, values)  # type: ignore[arg-type]
@@ -235,7 +248,7 @@ class AnswerReader:
         value = row.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             if required:
-                line.bad(f"{name!r} is missing")
+                line.bad(f"{name!r} is missing" + (' (who answered, e.g. "ana")' if name == "user" else ""))
             return None
         if not isinstance(value, str):
             line.bad(f"{name!r} must be text, not {_shape(value)}")
@@ -261,14 +274,13 @@ class AnswerReader:
             number = value
         elif isinstance(value, str):
             text = normalise(value)
-            # Longest word first and a whole word only: Catalan "candidat" must not eat "candidate 2".
-            for word in sorted(self.vocabulary.candidate_words, key=len, reverse=True):
-                rest = text[len(word) :]
-                if text.startswith(word) and (not rest or rest[0] == " " or rest[0].isdigit()):
-                    text = rest.strip()
-                    break
             if text.isdigit():
                 number = int(text)
+            # "candidat" (ca) is a prefix of "candidate" and "candidato": the rest must be the number
+            for word in self.vocabulary.candidate_words:
+                rest = text[len(word) :].strip() if text.startswith(word) else ""
+                if number is None and rest.isdigit():
+                    number = int(rest)
         if number is None:
             line.bad(
                 f"{what}: {_shape(value) if not isinstance(value, str) else repr(value)} is not a candidate"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.config import load_config
-from data_tools.review.agreement import agreement, plot_review, progress
+from data_tools.review.agreement import RELIABLE, TENTATIVE, agreement, plot_review, progress
 from data_tools.review.config import ReviewConfig
 from data_tools.review.service import PullSummary, ReviewError, ReviewService
 from data_tools.secrets import redact, register_secret
@@ -75,6 +75,73 @@ def review_status(workspace: Workspace, config: ReviewConfig) -> dict[str, Any]:
     return summary
 
 
+def _image_name(workspace: Workspace, image: Any) -> str:
+    """The name the person gave the file (``foto_03.jpg``), not the workspace's content hash."""
+    sources = workspace.image_sources(image.id)
+    return Path(sources[0]["input_key"]).name if sources else image.source_id or image.file_name
+
+
+def left_out_of_review(workspace: Workspace) -> dict[str, dict[str, list[str]]]:
+    """The collected images that have no drafted candidate, so review cannot show them, and why.
+
+    ``{"untemplated": {tag: names}, "failed": {first error: names}, "not_drafted": {"": names}}``.
+    Untemplated uses collect's own check (:func:`data_tools.collect.draft_template_gaps`), so review
+    names exactly the images that collect and draft warned about instead of leaving them out silently.
+    """
+    from data_tools.collect import draft_template_gaps
+
+    images = workspace.images(status="ok")
+    gaps = draft_template_gaps(image.language for image in images)
+    done = {draft.image_id for draft in workspace.drafts(status="done")}
+    errors: dict[str, str] = {}
+    for draft in workspace.drafts(status="failed"):
+        errors.setdefault(draft.image_id, (draft.error or "unknown error").split(":")[0])
+    left: dict[str, dict[str, list[str]]] = {"untemplated": {}, "failed": {}, "not_drafted": {}}
+    for image in images:
+        if image.id in done:
+            continue
+        if image.language in gaps:
+            kind, key = "untemplated", str(image.language)
+        elif image.id in errors:
+            kind, key = "failed", errors[image.id]
+        else:
+            kind, key = "not_drafted", ""
+        left[kind].setdefault(key, []).append(_image_name(workspace, image))
+    return {kind: dict(sorted(groups.items())) for kind, groups in left.items() if groups}
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _left_out_notes(left: dict[str, dict[str, list[str]]]) -> list[str]:
+    """One sentence per reason, each with the count, the file names and the fix."""
+    notes = []
+    if untemplated := left.get("untemplated"):
+        total = sum(len(names) for names in untemplated.values())
+        parts = "; ".join(f"{tag}: {len(names)} ({_names(names)})" for tag, names in untemplated.items())
+        files = ", ".join(f"configs/prompts/draft/v1/{tag}.yaml" for tag in untemplated)
+        notes.append(
+            f"{total} image(s) are not in review because their language has no draft template — {parts}. "
+            f"Add {files} (copy es.yaml and translate it) or give them a variety that has one (e.g. es-PE), "
+            "then run `mirada draft` again"
+        )
+    if failed := left.get("failed"):
+        total = sum(len(names) for names in failed.values())
+        parts = "; ".join(f"{error}: {_names(names)}" for error, names in failed.items())
+        notes.append(
+            f"{total} image(s) are not in review because every draft of theirs failed ({parts}); "
+            "run `mirada draft` again to retry them"
+        )
+    if not_drafted := left.get("not_drafted"):
+        names = [name for group in not_drafted.values() for name in group]
+        notes.append(
+            f"{len(names)} image(s) are not in review because they were not drafted yet ({_names(names)}); "
+            "run `mirada draft`"
+        )
+    return notes
+
+
 def _print_pull(summary: PullSummary, verb: str) -> None:
     print(
         f"{verb} {summary.responses} responses ({', '.join(f'{k}={v}' for k, v in sorted(summary.by_status.items())) or 'none'}): "
@@ -92,12 +159,36 @@ def _print_pull(summary: PullSummary, verb: str) -> None:
         )
 
 
+MEASURES = {
+    "ranking_alpha_ordinal": "ranking (Krippendorff α, ordinal)",
+    "acceptable_alpha_nominal": "acceptable candidates (Krippendorff α)",
+    "problems_alpha_nominal": "problems (Krippendorff α)",
+    "acceptable_fleiss_kappa": "acceptable candidates (Fleiss κ)",
+}
+
+
+def _reading(value: float | None) -> str:
+    """Krippendorff's thresholds in words, the same ones the chart draws."""
+    if value is None:
+        return "too few shared answers to tell"
+    if value >= RELIABLE:
+        return f"reliable (≥ {RELIABLE:g})"
+    if value >= TENTATIVE:
+        return f"tentative ({TENTATIVE:g}–{RELIABLE:g})"
+    return f"low (< {TENTATIVE:g})"
+
+
 def _print_status(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     p = summary["progress"]
+    if not p["records"]:
+        console.print(
+            "nothing is out for review yet: `mirada review push` (Argilla) or `mirada review export` "
+            "(JSONL) sends the drafted images"
+        )
     console.print(
         f"[bold]review progress[/bold]: {p['complete']}/{p['records']} records complete ({p['complete_fraction']:.0%}), "
         f"{p['started']} started, {p['untouched']} untouched"
@@ -109,25 +200,28 @@ def _print_status(summary: dict[str, Any]) -> None:
         table.add_row(user, *(str(counts.get(s, 0)) for s in ("submitted", "discarded", "draft")))
     console.print(table)
     a = summary["agreement"]
-    agreement_table = Table(title=f"agreement on {a['overlap_records']} overlapping records")
-    agreement_table.add_column("measure")
+    agreement_table = Table(
+        title=f"agreement on the {a['overlap_records']} records answered by two or more annotators"
+    )
+    agreement_table.add_column("what annotators agree on (measure)")
     agreement_table.add_column("value", justify="right")
-    for key in (
-        "ranking_alpha_ordinal",
-        "acceptable_alpha_nominal",
-        "problems_alpha_nominal",
-        "acceptable_fleiss_kappa",
-    ):
-        agreement_table.add_row(key, "n/a" if a[key] is None else f"{a[key]:.3f}")
+    agreement_table.add_column("reading (1 = perfect, 0 = chance)")
+    for key, label in MEASURES.items():
+        agreement_table.add_row(label, "n/a" if a[key] is None else f"{a[key]:.3f}", _reading(a[key]))
     for pair, value in a["acceptable_cohen_kappa"].items():
-        agreement_table.add_row(f"cohen_kappa {pair}", "n/a" if value is None else f"{value:.3f}")
+        agreement_table.add_row(
+            f"acceptable, {pair.replace('~', ' vs ')} (Cohen κ)",
+            "n/a" if value is None else f"{value:.3f}",
+            _reading(value),
+        )
     console.print(agreement_table)
     c = summary["corrections"]
     console.print(
         f"corrections: {c['edits']} real edits; {c['suggestions_accepted']} answers left the pre-filled "
         "suggestion unchanged (a vote for that candidate, not a correction)"
     )
-    console.print(f"decisions: {summary['decisions']}  ·  chart: {summary['chart']}")
+    decided = ", ".join(f"{count} {status}" for status, count in sorted(summary["decisions"].items()))
+    console.print(f"decisions: {decided or 'none yet'}  ·  chart: {summary['chart']}")
 
 
 def _users_add(service: ReviewService, client: Any, names: list[str]) -> int:
@@ -219,13 +313,31 @@ def _act(args: argparse.Namespace, config: ReviewConfig, workspace: Workspace, s
         return 0
     if action == "export":
         path = args.file or workspace.exports_dir / "review" / "tasks.jsonl"
-        count = service.export_jsonl(path)
+        left = left_out_of_review(workspace)
+        notes = _left_out_notes(left)
+        # Recorded as a run, like push and pull, so `mirada status` shows the review round-trip.
+        with workspace.run("review-export", config.model_dump(mode="json")) as run:
+            run.summary = {
+                "left_out": {kind: sum(map(len, groups.values())) for kind, groups in left.items()}
+            }
+            try:
+                count = service.export_jsonl(path)
+            except ReviewError:
+                if notes:  # the images there are have no draft: say which and why, instead of `exc`
+                    raise UserError(f"nothing to review: {' '.join(notes)}") from None
+                raise
+            run.summary["tasks"] = count
         print(f"exported {count} review tasks to {path}")
+        for note in notes:
+            print(f"warning: {note}")
         return 0
     if action == "import":
         if not args.file:
             raise UserError("import needs --file answers.jsonl")
-        _print_pull(service.import_jsonl(args.file), "imported")
+        with workspace.run("review-import", config.model_dump(mode="json")) as run:
+            imported = service.import_jsonl(args.file)
+            run.summary = imported.__dict__
+        _print_pull(imported, "imported")
         return 0
     if action == "simulate":
         from data_tools.review.simulate import simulate_responses

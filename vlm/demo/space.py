@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from data_tools.cards import scrub_local_paths
 from vlm.demo.app import Example, save_examples
 from vlm.demo.captioners import DEFAULT_INSTRUCTIONS
 
@@ -126,18 +127,16 @@ def export_space(out_dir: Path, *, base_model: str, adapters: Sequence[str] = ()
     links += [f"- Code: <{code_url}>"] if code_url else []
     body = (f"# {title}\n\n{description or 'Captions from the base model and each adapter, side by side.'}\n\n"
             + ("\n".join(links) + "\n" if links else ""))  # fmt: skip
-    SpaceCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body).save(
+    card = SpaceCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body)
+    SpaceCard(scrub_local_paths(str(card))).save(
         out_dir / "README.md"
-    )
+    )  # a title or description may quote a path
     return warnings
 
 
 def push_space(out_dir: Path, repo_id: str, *, token: str, private: bool = False) -> str:
     """Create (or update) the Gradio Space ``repo_id`` from an exported folder; returns its URL."""
-    from huggingface_hub import HfApi
+    from data_tools.hub import upload_folder
 
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    api.upload_folder(repo_id=repo_id, repo_type="space", folder_path=str(out_dir),
-                      commit_message="Mirada demo Space")  # fmt: skip
-    return f"https://huggingface.co/spaces/{repo_id}"
+    return upload_folder(repo_id, out_dir, repo_type="space", space_sdk="gradio", token=token, private=private,
+                         message="Mirada demo Space")  # fmt: skip

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from data_tools.prefs.card import country_name, md_table, size_category
+from data_tools.cards import language_tags, md_table, md_text, scrub_local_paths, size_category
+from data_tools.prefs.card import country_name
 from data_tools.workspace import Workspace
 
 
@@ -27,7 +28,7 @@ def render_images_card(workspace: Workspace, dataset: Any, *, repo_id: str, name
     categories, licences = _counts(dataset, "category"), _counts(dataset, "license")
     authors = _counts(dataset, "author")
     spdx = [k for k in licences if k != "(none)"]
-    languages = sorted({tag.split("-")[0] for tag in varieties if tag != "(none)"})
+    languages = language_tags(varieties, skip=["(none)"])
     data = DatasetCardData(
         language=languages or None,
         license=spdx[0].lower() if len(spdx) == 1 and "(none)" not in licences else "other",
@@ -60,17 +61,17 @@ def render_images_card(workspace: Workspace, dataset: Any, *, repo_id: str, name
             [(f"{country_name(k)} ({k})" if k != "(none)" else k, v) for k, v in countries.most_common()],
         ),
         "",
-        md_table(["language variety", "images"], varieties.most_common()),
+        md_table(["language variety", "images"], [(md_text(k), v) for k, v in varieties.most_common()]),
         "",
-        md_table(["category", "images"], categories.most_common()),
+        md_table(["category", "images"], [(md_text(k), v) for k, v in categories.most_common()]),
         "",
         "## Licences and provenance",
         "",
-        md_table(["licence (SPDX)", "images"], licences.most_common()),
+        md_table(["licence (SPDX)", "images"], [(md_text(k), v) for k, v in licences.most_common()]),
         "",
         f"{len([a for a in authors if a != '(none)'])} named author(s); {authors.get('(none)', 0)} image(s) without "
         "an author. Each row carries its `license`, `author`, `source` and `source_url`: reuse an image under its "
         "own licence.",
         "",
     ]
-    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
+    return scrub_local_paths(str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))))

@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from data_tools.cards import scrub_local_paths
 from data_tools.prefs.config import FORMATS, dataset_name, portable
 from data_tools.prefs.publish import CARD_FILES, Export, push_all
 from data_tools.workspace import Workspace
@@ -320,7 +321,7 @@ def plan_publish(workspace: Workspace, options: PublishOptions, *, staging: Path
         _copy_tree(shared, target)
         splits = json.loads((folder / "dataset_dict.json").read_text())["splits"]
         card = retarget_dataset_card(_replace_card(target), repo_id, splits)
-        (target / "README.md").write_text(_with_links(card, section), encoding="utf-8")
+        (target / "README.md").write_text(scrub_local_paths(_with_links(card, section)), encoding="utf-8")
         export = Export(fmt, folder.name, target, {}, repo_id)
         role = "SFT image-caption data" if fmt == "sft" else f"{fmt.upper()} preference data"
         repos.append(RepoPlan(repo_id, "dataset", role, target, export))
@@ -336,7 +337,7 @@ def plan_publish(workspace: Workspace, options: PublishOptions, *, staging: Path
         card = render_images_card(
             workspace, datasets.load_from_disk(str(images)), repo_id=images_id, name=name
         )
-        (target / "README.md").write_text(_with_links(card, section), encoding="utf-8")
+        (target / "README.md").write_text(scrub_local_paths(_with_links(card, section)), encoding="utf-8")
         export = Export("images", images_id.split("/")[1], target, {}, images_id)
         repos.append(RepoPlan(images_id, "dataset", "collected images", target, export))
 
@@ -351,11 +352,15 @@ def plan_publish(workspace: Workspace, options: PublishOptions, *, staging: Path
         _portable_json(target / "adapter_config.json",
                        {"base_model_name_or_path": options.base_model_id} if options.base_model_id else None)  # fmt: skip
         card = _replace_card(target) if (target / "README.md").is_file() else f"# {repo_id}\n"
-        card = _model_card_links(card, [*dataset_ids.values()], options.base_model_id)
+        card = _model_card_links(
+            card, [*dataset_ids.values()], options.base_model_id, repo_id, _base_of(run_dir)
+        )
         paths = ["eval/report.md"] if len(evals) == 1 else [f"eval/{n}/report.md" for n in evals]
         reports = [f"[`{path}`]({path})" for path in paths]
         model_section = section + (f"- Evaluation report: {', '.join(reports)}\n" if reports else "")
-        (target / "README.md").write_text(_with_links(card, model_section), encoding="utf-8")
+        (target / "README.md").write_text(
+            scrub_local_paths(_with_links(card, model_section)), encoding="utf-8"
+        )
         repos.append(RepoPlan(repo_id, "model", "LoRA adapter", target))
         if options.merged:
             merged = run_dir / "merged"
@@ -367,7 +372,9 @@ def plan_publish(workspace: Workspace, options: PublishOptions, *, staging: Path
                 from vlm.models import merge_adapter  # the shared loader's merge (unquantised base, on CPU)
 
                 merge_adapter(run_dir, None, merged_target)
-            (merged_target / "README.md").write_text(_with_links(card, section), encoding="utf-8")
+            (merged_target / "README.md").write_text(
+                scrub_local_paths(_with_links(card, section)), encoding="utf-8"
+            )
             repos.append(RepoPlan(f"{repo_id}_merged", "model", "merged weights", merged_target))
 
     if space_id:
@@ -406,10 +413,27 @@ def _base_of(run_dir: Path) -> str:
     return str(config.get("base_model_name_or_path") or "")
 
 
-def _model_card_links(text: str, datasets: list[str], base_model_id: str | None) -> str:
-    """Header fields the Hub turns into links: ``datasets`` and (when it is a Hub id) ``base_model``."""
+def _model_card_links(
+    text: str,
+    datasets: list[str],
+    base_model_id: str | None,
+    repo_id: str | None = None,
+    local_base: str = "",
+) -> str:
+    """Header fields the Hub turns into links: ``datasets`` and (when it is a Hub id) ``base_model``.
+
+    The train card's usage snippet loads the run from a placeholder (``path/to/this/run``) and a local
+    base by its folder name; once the repository ids are known, the snippet loads them from the Hub.
+    """
     from huggingface_hub import ModelCard
 
+    if repo_id:
+        text = text.replace('"path/to/this/run"', f'"{repo_id}"')
+    base_name = Path(local_base).name
+    if base_model_id and base_name and base_name != base_model_id:
+        text = text.replace(f'from_pretrained("{base_name}"', f'from_pretrained("{base_model_id}"')
+        text = text.replace(f"`{base_name}` (a local checkpoint, not on the Hub)",
+                            f"[{base_model_id}](https://huggingface.co/{base_model_id})")  # fmt: skip
     card = ModelCard(text)
     if datasets:
         card.data.datasets = datasets
@@ -441,26 +465,23 @@ def _stage_eval(
 
 def push_plan(plan: PublishPlan, *, token: str, private: bool = False) -> dict[str, str]:
     """Create and fill every repository of the plan, datasets first; returns ``repo_id -> URL``."""
-    from huggingface_hub import HfApi
-
+    from data_tools.hub import upload_folder
     from vlm.demo.space import push_space
 
     if any(repo.repo_id.startswith(OWNER_PLACEHOLDER + "/") for repo in plan.repos):
         raise ValueError("no Hub owner: pass --owner (or set the project's Hub owner); nothing was pushed")
-    api = HfApi(token=token)
     urls = {}
     for repo in plan.repos:
         if repo.export is not None:
             push_all([repo.export], token=token, private=private)
-            api.upload_folder(repo_id=repo.repo_id, repo_type="dataset", folder_path=str(repo.folder),
-                              allow_patterns=["notebooks/*", "configs/*", "reproduce.md"],
-                              commit_message="Notebooks, resolved configs and reproduce.md (mirada publish)")  # fmt: skip
+            upload_folder(repo.repo_id, repo.folder, repo_type="dataset", token=token, create=False,
+                          allow_patterns=["notebooks/*", "configs/*", "reproduce.md"],
+                          message="Notebooks, resolved configs and reproduce.md (mirada publish)")  # fmt: skip
         elif repo.repo_type == "space":
             push_space(repo.folder, repo.repo_id, token=token, private=private)
         else:
-            api.create_repo(repo.repo_id, repo_type=repo.repo_type, private=private, exist_ok=True)
-            api.upload_folder(repo_id=repo.repo_id, repo_type=repo.repo_type, folder_path=str(repo.folder),
-                              commit_message=f"{repo.role} (mirada publish)")  # fmt: skip
+            upload_folder(repo.repo_id, repo.folder, repo_type=repo.repo_type, token=token, private=private,
+                          message=f"{repo.role} (mirada publish)")  # fmt: skip
         urls[repo.repo_id] = repo.url
         log.info("pushed %s", repo.url)
     return urls

@@ -13,11 +13,14 @@ tests can check formatting against known numbers.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
+import re
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from data_tools.cards import HUB_URL, language_tags, library_versions, md_table, scrub_local_paths
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -43,7 +46,9 @@ PROMPTS = {
     "gl": "Describe a imaxe co seu contexto cultural.",
     "eu": "Deskribatu irudia bere testuinguru kulturalarekin.",
 }
-_HUB = "https://huggingface.co"
+_HUB = HUB_URL
+# A model in the Hub's download cache: ``…/models--Qwen--Qwen2.5-VL-7B-Instruct/snapshots/<commit>``.
+_HUB_CACHE = re.compile(r"models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]")
 
 
 def fmt(value: float) -> str:
@@ -120,20 +125,60 @@ def data_origin(dataset_name: str) -> str:
     return "machine" if "machine-generated" in creators else "unknown"
 
 
-def _version(name: str) -> str | None:
+def public_name(model: str | None) -> str | None:
+    """How a card names a model or adapter: its Hub id when known, else only its folder's name.
+
+    A card is published, so it must not carry ``/tmp/…`` or someone's home directory. A Hub id stays as
+    it is; a copy in the Hub's download cache (``…/models--Qwen--Qwen2.5-VL-3B-Instruct/snapshots/…``)
+    is named by the id it came from; any other local folder by its last part.
+    ``public_name("/tmp/x/tiny-qwen") == "tiny-qwen"``.
+    """
+    from vlm.models.family import is_hub_id
+
+    if not model or is_hub_id(model):
+        return model
+    cached = _HUB_CACHE.search(str(model))
+    if cached:
+        return f"{cached.group(1)}/{cached.group(2)}"
+    return Path(model).expanduser().resolve().name or model
+
+
+def portable_command(command: str) -> str:
+    """The command line as a card may quote it: repository files relative to the repository, other paths by name.
+
+    ``--config /home/ana/mirada/configs/train/x.yaml`` → ``--config configs/train/x.yaml`` (still runs from a
+    checkout); ``dataset_name=/tmp/ws/exports/prefs/t_image_dpo`` → ``dataset_name=t_image_dpo``.
+    """
+    from data_tools.prefs.config import portable
+
+    def one(token: str) -> str:
+        key, sep, value = token.rpartition("=") if "=" in token else ("", "", token)
+        return f"{key}{sep}{portable(value)}"
+
+    return scrub_local_paths(" ".join(one(token) for token in command.split(" ")))
+
+
+def workspace_project(dataset_name: str) -> tuple[dict[str, Any], str | None]:
+    """The project settings of the workspace a local prefs export lives in, and the export's folder name.
+
+    `mirada prefs` writes ``WS/exports/prefs/<name>``, so the workspace is three folders up; a dataset
+    anywhere else (or on the Hub) has no workspace and gives ``({}, None)``. Opening the workspace read
+    only what ``project()`` returns; a folder that is not a workspace is not created.
+    """
+    from data_tools.workspace import Workspace
+    from data_tools.workspace.store import DB_NAME
+
+    folder = Path(dataset_name).expanduser()
+    if not (folder / "README.md").is_file() or folder.parent.name != "prefs":
+        return {}, None
+    root = folder.parent.parent.parent
+    if folder.parent.parent.name != "exports" or not (root / DB_NAME).is_file():
+        return {}, None
     try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _primary_languages(counts: dict[str, int]) -> list[str]:
-    """``{"es-MX": 3, "pt-BR": 1, "es-ES": 2}`` → ``["es", "pt"]`` (BCP 47 primary subtags, by frequency)."""
-    totals: dict[str, int] = {}
-    for tag, n in counts.items():
-        primary = tag.split("-")[0].lower()
-        totals[primary] = totals.get(primary, 0) + n
-    return sorted(totals, key=lambda k: (-totals[k], k))
+        with Workspace.open(root, create=False) as workspace:
+            return workspace.project(), folder.resolve().name
+    except (OSError, RuntimeError, sqlite3.Error):  # a locked or broken workspace must not fail the run
+        return {}, None
 
 
 def _hyperparameters(
@@ -180,7 +225,7 @@ def _hyperparameters(
     else:
         hp["assistant-only loss"] = bool(args.assistant_only_loss)
     if model_args.adapter_name_or_path:
-        hp["starting adapter"] = model_args.adapter_name_or_path
+        hp["starting adapter"] = public_name(model_args.adapter_name_or_path)
     else:
         hp["LoRA r / alpha / dropout"] = (
             f"{model_args.lora_r} / {model_args.lora_alpha} / {model_args.lora_dropout}"
@@ -199,14 +244,18 @@ def card_facts(
     command: str | None = None,
 ) -> CardFacts:
     """Collect the facts of a finished run (see :class:`CardFacts`); ``command`` is the CLI line, if any."""
+    from data_tools.prefs.config import portable
     from vlm.models.family import is_hub_id
     from vlm.tiny import is_tiny_random
     from vlm.train.outputs import CURVES_FILE, read_sessions
 
     base = model_args.model_name_or_path
+    project, export_name = workspace_project(script.dataset_name)
     dataset_hub = script.dataset_hub_id or (script.dataset_name if is_hub_id(script.dataset_name) else None)
+    if not dataset_hub and export_name and project.get("owner"):  # where `mirada prefs` pushes it
+        dataset_hub = f"{project['owner']}/{export_name}"
     language_counts = dict(result.data.languages)
-    languages = script.languages or _primary_languages(language_counts) or ["es", "pt"]
+    languages = script.languages or language_tags(language_counts) or ["es", "pt"]
     losses = [h["loss"] for h in result.log_history if "loss" in h]
     epochs = [h["epoch"] for h in result.log_history if "epoch" in h]
     train_split = script.dataset_train_split
@@ -214,8 +263,8 @@ def card_facts(
     return CardFacts(
         model_name=repo_id.split("/")[-1] if repo_id else Path(args.output_dir).resolve().name,
         repo_id=repo_id,
-        base_model=base,
-        base_is_hub=is_hub_id(base),
+        base_model=public_name(base) or base,
+        base_is_hub=is_hub_id(base) or bool(_HUB_CACHE.search(base)),
         family=spec.display_name,
         grid_sync=spec.syncs_image_grids,
         method=script.method,
@@ -234,7 +283,7 @@ def card_facts(
         language_counts=dict(sorted(language_counts.items(), key=lambda kv: -kv[1])),
         labels=dict(result.data.labels),
         hyperparameters=_hyperparameters(script, args, model_args, spec),
-        config=result.config,
+        config=portable(result.config),
         hardware=result.hardware,
         train_seconds=result.train_seconds,
         sessions=len(read_sessions(result.output_dir)) or 1,
@@ -246,9 +295,9 @@ def card_facts(
         emissions=result.emissions,
         emissions_country=script.emissions_country,
         curves=CURVES_FILE if result.curves else None,
-        libraries={name: v for name in LIBRARIES if (v := _version(name))},
-        code_url=script.code_url,
-        command=command,
+        libraries=library_versions(LIBRARIES),
+        code_url=script.code_url or project.get("code_url"),
+        command=portable_command(command) if command else None,
         data_origin=data_origin(script.dataset_name),
         random_base=is_tiny_random(base),
     )
@@ -312,11 +361,7 @@ def _metadata(facts: CardFacts) -> Any:
 
 
 def _table(rows: dict[str, Any], header: tuple[str, str]) -> str:
-    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    for key, value in rows.items():
-        shown = (fmt(value) if isinstance(value, float) else str(value)).replace("|", r"\|")
-        lines.append(f"| {key} | {shown} |")
-    return "\n".join(lines)
+    return md_table(header, rows.items(), number=fmt)
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -566,7 +611,9 @@ def build_card(facts: CardFacts) -> ModelCard:
     """The card as a ``ModelCard`` (YAML metadata + Markdown body)."""
     from huggingface_hub import ModelCard
 
-    return ModelCard(f"---\n{_metadata(facts).to_yaml()}\n---\n\n{_body(facts)}")
+    # The facts already name models by Hub id or folder; this last pass catches a path inside any other
+    # string (an error text, a config value) so no local directory reaches a published card.
+    return ModelCard(scrub_local_paths(f"---\n{_metadata(facts).to_yaml()}\n---\n\n{_body(facts)}"))
 
 
 def write_card(facts: CardFacts, output_dir: str | Path) -> Path:

@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from data_tools.errors import one_line
-from data_tools.secrets import redact, register_secret
 from data_tools.stage_args import UserError
 from vlm.train.data import DataSummary
 from vlm.train.model_config import MiradaModelConfig
@@ -221,38 +219,18 @@ def push_run(output_dir: str | Path, repo_id: str, token: str | None, *, private
     can echo the request's ``Authorization`` header, and a traceback would print it. The run itself
     is already saved, so the message says how to push it again. ``HF_ENDPOINT`` is read at call time.
     """
-    from huggingface_hub import HfApi
+    from data_tools.hub import upload_folder
 
     if not token:
         raise UserError(f"push_to_hub needs {HF_TOKEN_ENV} in the environment")
-    register_secret(token)
-    api = HfApi(token=token, endpoint=os.environ.get("HF_ENDPOINT") or None)
-    try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(
-            repo_id=repo_id,
-            folder_path=str(output_dir),
-            ignore_patterns=["checkpoint-*", "checkpoint-*/**", "merged/**", "runs/**"],
-            commit_message="mirada train: adapter, Model Card, curves and emissions",
-        )
-    except (OSError, ValueError) as exc:  # huggingface_hub's HTTP errors are OSErrors
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        hint = _PUSH_HINTS.get(status, "check the network and the repository id")
-        said = " ".join(str(getattr(exc, "server_message", None) or "").split())
-        raise UserError(
-            redact(
-                f"push to {repo_id} failed{f' (HTTP {status})' if status else ''}: {one_line(exc)}"
-                f"{f' (the Hub said: {said})' if said else ''}; {hint}. "
-                f"The run is saved in {output_dir}: push it later with `hf upload {repo_id} {output_dir}`"
-            )
-        ) from None
-    url = f"{api.endpoint.rstrip('/')}/{repo_id}"
+    url = upload_folder(
+        repo_id,
+        output_dir,
+        token=token,
+        private=private,
+        ignore_patterns=["checkpoint-*", "checkpoint-*/**", "merged/**", "runs/**"],
+        message="mirada train: adapter, Model Card, curves and emissions",
+        retry_hint=f"The run is saved in {output_dir}: push it later with `hf upload {repo_id} {output_dir}`",
+    )
     log.info("pushed to %s", url)
     return url
-
-
-_PUSH_HINTS: dict[int | None, str] = {
-    401: f"{HF_TOKEN_ENV} is not a valid token",
-    403: f"{HF_TOKEN_ENV} has no write access to that repository or organisation",
-    404: "the organisation does not exist or the token cannot see it",
-}

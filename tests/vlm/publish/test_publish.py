@@ -165,3 +165,23 @@ def test_errors_are_one_line_and_push_nothing(project, capsys, monkeypatch):
 
 def _where(hub, needle: bytes):
     return [(key, name) for key, files in hub.repos.items() for name, data in files.items() if needle in data]
+
+
+def test_published_model_card_loads_the_run_and_base_from_the_hub():
+    """The train card's snippet names the run by a placeholder and a local base by its folder: publish fills both."""
+    from vlm.publish.plan import _model_card_links
+
+    text = (
+        "---\nlibrary_name: peft\n---\n\n- **Base model:** `tiny-base` (a local checkpoint, not on the Hub)\n\n"
+        'base = AutoModelForImageTextToText.from_pretrained("tiny-base", dtype=torch.bfloat16)\n'
+        'model = PeftModel.from_pretrained(base, "path/to/this/run")\n'
+    )
+    card = ModelCard(_model_card_links(text, ["o/d"], "org/tiny-base", "o/qwen-dpo", "/tmp/x/tiny-base"))
+    assert (
+        'from_pretrained("org/tiny-base"' in card.text and 'from_pretrained(base, "o/qwen-dpo")' in card.text
+    )
+    assert (
+        "path/to/this/run" not in card.text
+        and "[org/tiny-base](https://huggingface.co/org/tiny-base)" in card.text
+    )
+    assert card.data.base_model == "org/tiny-base" and card.data.datasets == ["o/d"]

@@ -117,6 +117,20 @@ def test_card_parses_and_its_numbers_match_the_run(run):
     assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+LOCAL_PATH = re.compile(r"(?<![\w:/.])/(?:tmp|home|Users|var|private|root|work)/|[A-Za-z]:\\")
+
+
+def test_card_carries_no_local_path(run, tiny_model, pref_data):
+    """Base model, data, command line, config and usage all came from /tmp paths; none reaches the card."""
+    out, _ = run
+    text = (out / "README.md").read_text()
+    for local in (out, out.parent, tiny_model("qwen2_5_vl"), pref_data("dpo")):
+        assert str(local) not in text
+    assert not LOCAL_PATH.search(text), LOCAL_PATH.search(text)
+    assert f"`{Path(tiny_model('qwen2_5_vl')).name}` (a local checkpoint, not on the Hub)" in text
+    assert f"model_name_or_path={Path(tiny_model('qwen2_5_vl')).name}" in text  # the command, shortened
+
+
 def test_no_secret_in_files_or_output(run):
     out, output = run
     assert FAKE_TOKEN not in output
@@ -182,10 +196,13 @@ def test_how_to_use_snippet_runs(run, tmp_path, monkeypatch, capsys):
     out, _ = run
     snippet = re.search(r"## How to use\n\n```python\n(.*?)```", _card(out).text, re.S).group(1)
     base = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
-    assert f'"{base}"' in snippet and '"path/to/this/run"' in snippet
+    # A local base is named by its folder (a card never carries a local path) and the run by a placeholder;
+    # the reader substitutes where they keep them, as this test does.
+    assert f'"{Path(base).name}"' in snippet and '"path/to/this/run"' in snippet and base not in snippet
     monkeypatch.chdir(tmp_path)
     draw_image(11, (64, 48)).save("foto.jpg")
-    snippet = snippet.replace("path/to/this/run", str(out)).replace("max_new_tokens=200", "max_new_tokens=3")
+    snippet = snippet.replace(f'"{Path(base).name}"', f'"{base}"').replace("path/to/this/run", str(out))
+    snippet = snippet.replace("max_new_tokens=200", "max_new_tokens=3")
     exec(compile(snippet, "model-card-snippet", "exec"), {})
     assert capsys.readouterr().out is not None
 

@@ -45,6 +45,7 @@ def test_a_run_on_simulated_answers_from_a_tiny_base_says_so_at_the_top(workspac
     from vlm.train.cli import parse_args
     from vlm.train.trainer import run_training
 
+    workspace.set_project(owner="equipo-tacos", code_url="https://github.com/equipo-tacos/mirada")
     data = _export(workspace, ("simulated-ana", "simulated-bruno"), "sim")
     assert data_origin(str(data)) == "simulated"
     settings = parse_args(
@@ -66,6 +67,10 @@ def test_a_run_on_simulated_answers_from_a_tiny_base_says_so_at_the_top(workspac
     assert "tiny model with random weights" in top
     assert "SIMULATED" in top
     assert PEOPLE_CLAIM not in card
+    # the workspace's project settings name the dataset's Hub repository and the code, not /tmp folders
+    assert f"https://huggingface.co/datasets/equipo-tacos/{data.name}" in card
+    assert "https://github.com/equipo-tacos/mirada" in card
+    assert str(tmp_path) not in card and str(workspace.root) not in card and "/tmp/" not in card
 
 
 @pytest.mark.parametrize("origin", ["people", "machine", "unknown"])

@@ -10,6 +10,7 @@ language model and only there; and LoRA adapters exist only on language-model pr
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -124,9 +125,12 @@ def test_llava_next_with_a_lowered_budget_trains_and_reloads(settings, tmp_path,
     assert "image_grid_pinpoints" in snippet
     monkeypatch.chdir(tmp_path)
     draw_image(5, (96, 48)).save("foto.jpg")
-    snippet = snippet.replace("path/to/this/run", str(result.output_dir)).replace(
-        "max_new_tokens=200", "max_new_tokens=2"
+    base = model_args.model_name_or_path  # the card names a local base by its folder; the reader substitutes
+    assert f'"{Path(base).name}"' in snippet and base not in snippet
+    snippet = snippet.replace(f'"{Path(base).name}"', f'"{base}"').replace(
+        "path/to/this/run", str(result.output_dir)
     )
+    snippet = snippet.replace("max_new_tokens=200", "max_new_tokens=2")
     exec(compile(snippet, "model-card-snippet", "exec"), {})  # a published adapter works as its card says
     assert result.image_tokens == 36
     assert all(h["grad_norm"] > 0 for h in result.log_history if "grad_norm" in h)

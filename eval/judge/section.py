@@ -49,12 +49,10 @@ def load_results(exports_dir: Path, name: str) -> dict[str, Any] | None:
 
 
 def _model(model: str | None) -> str:
-    """A model name fit for a card: a local folder is shown by its name only (no paths in cards)."""
-    if not model:
-        return "unknown model"
-    if os.sep in model and (model.startswith((os.sep, ".", "~")) or Path(model).exists()):
-        return Path(model).name
-    return model
+    """A model name fit for a card: a Hub id, or a local folder's name only (no paths in cards)."""
+    from vlm.train.card import public_name
+
+    return public_name(model) or "unknown model"
 
 
 def _num(value: float | None, ci: list[float] | None = None, pct: bool = False) -> str:

@@ -7,7 +7,10 @@ by the eval stage; this module delivers it in place, from ``report.json`` only (
   (``metric_config`` starts with ``mirada-eval`` so a rerun replaces exactly these and keeps the
   training-objective results the train stage wrote);
 - the body gets a section between ``<!-- mirada-eval:start -->`` and ``<!-- mirada-eval:end -->``,
-  replaced on every run, inserted after the card's "Evaluation" section the first time.
+  replaced on every run, inserted after the card's "Evaluation" section the first time;
+- when the report carries the judge's results (``report.json``'s ``"judge"``), a second marked section
+  (:mod:`eval.judge.section`) right after it: win rates next to the judge's measured agreement with
+  the annotators. ``mirada judge --card`` refreshes that section alone, from ``judge.json``.
 """
 
 from __future__ import annotations
@@ -147,5 +150,28 @@ def update_model_card(run_dir: Path, report: dict[str, Any], system: str) -> Pat
     if not data.model_name:
         data.model_name = Path(run_dir).name
     card.text = _insert_section(card.text, eval_section(report, system))
+    if (report.get("judge") or {}).get("results"):
+        card.text = _with_judge(card.text, report["judge"])
+    card.save(path)
+    return path
+
+
+def _with_judge(text: str, entry: dict[str, Any]) -> str:
+    """Replace the judge's card section, else put it after the eval section, else after "## Evaluation"."""
+    from eval.judge import section as judge
+
+    new = judge.judge_section(entry, card=True)
+    if (judge.START in text and judge.END in text) or END in text:
+        return judge.replace_or_insert(text, new, after=END)
+    return _insert_section(text, new)
+
+
+def update_judge_section(run_dir: Path, entry: dict[str, Any]) -> Path:
+    """Rewrite only the judge's section of ``run_dir/README.md`` (after ``mirada judge --card``)."""
+    from huggingface_hub import ModelCard
+
+    path = Path(run_dir) / "README.md"
+    card = ModelCard.load(path)
+    card.text = _with_judge(card.text, entry)
     card.save(path)
     return path

@@ -9,7 +9,9 @@
 Captions come from ``mirada generate`` (stored in the workspace) and/or predictions JSONL files with
 ``image_id`` or ``file_name``, ``system`` and ``caption`` per line. References are human only: the
 images' reference captions and reviewers' corrections. Writes ``exports/eval/<name>/`` (report.md,
-report.json, per_image.jsonl, charts/) and records the run in the workspace.
+report.json, per_image.jsonl, charts/) and records the run in the workspace. When ``mirada judge``
+has judged these systems (``judge.json`` in the same folder) or been calibrated, the report and the
+card also carry the judge's win rates beside its measured agreement with the annotators.
 """
 
 from __future__ import annotations
@@ -111,23 +113,18 @@ def run_eval(
 
         card_system = card_system_for(inputs.systems, config.base_system, card_system)
     name = config.name or config.split
-    run_id = workspace.start_run(
-        "eval", {**config.model_dump(mode="json"), "predictions": [p.name for p in predictions]}
-    )
-    try:
-        folder, report = write_report(inputs, config, workspace.exports_dir, name, workspace.images_dir)
-        if card is not None and card_system is not None:
-            from eval.card import update_model_card
+    stage_config = {**config.model_dump(mode="json"), "predictions": [p.name for p in predictions]}
+    with workspace.run("eval", stage_config) as run:
+        try:
+            folder, report = write_report(inputs, config, workspace.exports_dir, name, workspace.images_dir)
+            if card is not None and card_system is not None:
+                from eval.card import update_model_card
 
-            update_model_card(Path(card), report, card_system)
-    except BaseException as exc:
-        workspace.finish_run(
-            run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", {"error": str(exc)}
-        )
-        raise
-    workspace.finish_run(
-        run_id, "completed", {"name": name, "images": report["images"], "systems": report["systems"]}
-    )
+                update_model_card(Path(card), report, card_system)
+        except BaseException as exc:
+            run.summary = {"error": str(exc)}
+            raise
+        run.summary = {"name": name, "images": report["images"], "systems": report["systems"]}
     return folder, report
 
 

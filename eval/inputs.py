@@ -139,10 +139,7 @@ def _file_name_index(workspace: Workspace) -> dict[str, set[str]]:
 
 
 def workspace_predictions(workspace: Workspace, systems: Sequence[str] | None) -> list[Prediction]:
-    """Captions ``mirada generate`` stored, when this workspace version has them (``workspace.generations``)."""
-    generations = getattr(workspace, "generations", None)
-    if generations is None:
-        return []
+    """Captions ``mirada generate`` stored in the workspace (the latest per image and system)."""
     return [
         Prediction(
             row["image_id"],
@@ -151,13 +148,13 @@ def workspace_predictions(workspace: Workspace, systems: Sequence[str] | None) -
             row.get("language"),
             "workspace",
         )
-        for row in generations(list(systems) if systems else None)
+        for row in workspace.generations(list(systems) if systems else None)
     ]
 
 
 def workspace_splits(workspace: Workspace) -> dict[str, str]:
-    image_splits = getattr(workspace, "image_splits", None)
-    return dict(image_splits()) if image_splits is not None else {}
+    """The split ``mirada prefs`` recorded last (empty when prefs has not run)."""
+    return dict(workspace.image_splits())
 
 
 def human_references(

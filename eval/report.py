@@ -522,6 +522,10 @@ def render_markdown(report: dict[str, Any], charts: Sequence[str]) -> str:
         parts.append(
             "## Charts\n\n" + "\n\n".join(f"![{Path(c).stem}](charts/{Path(c).name})" for c in charts)
         )
+    if report.get("judge"):
+        from eval.judge.section import judge_section
+
+        parts.append(judge_section(report["judge"]))
     parts.append("## Caveats\n\n" + "\n".join(f"- {c}" for c in report["caveats"]))
     libraries = ", ".join(f"{k} {v}" for k, v in report["libraries"].items())
     parts.append(f"## Reproducibility\n\nLibraries: {libraries}. Settings and seed are in `report.json`.")
@@ -532,7 +536,12 @@ def write_report(
     inputs: EvalInputs, config: EvalConfig, exports_dir: Path, name: str, images_dir: Path | None = None
 ) -> tuple[Path, dict[str, Any]]:
     """Compute and write ``exports/eval/<name>/`` atomically; returns (folder, report)."""
+    from eval.judge.section import JUDGE_FILES, load_results
+
     report, per_image = build_report(inputs, config, name)
+    judge = load_results(exports_dir, name)
+    if judge is not None:  # the judge's results for this report (mirada judge), shown beside the metrics
+        report["judge"] = judge
     target = Path(exports_dir) / "eval" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{name}.partial-{os.getpid()}"
@@ -551,6 +560,9 @@ def write_report(
             for row in per_image:
                 handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
         (staging / "report.md").write_text(render_markdown(report, charts), encoding="utf-8")
+        for kept in JUDGE_FILES:  # written by mirada judge into this folder: the rewrite must not lose them
+            if (target / kept).is_file():
+                shutil.copy2(target / kept, staging / kept)
         old = target.parent / f".{name}.old-{os.getpid()}"
         if target.exists():
             target.rename(old)

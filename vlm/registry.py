@@ -270,6 +270,9 @@ class ModelSpec:
     ``syncs_image_grids`` families read the processor's image grids from the model config too, so a
     budget that prunes them must be copied to the model (:func:`sync_model_to_processor`).
     ``tokenizer`` describes the real tokenizer (special tokens, template) for the tiny models.
+    ``vllm_lora`` families have a vLLM model class that serves LoRA adapters on the language model
+    (the only part Mirada's adapters touch), so ``mirada generate --backend vllm`` can serve them
+    (checked against vLLM 0.33's supported-models docs).
     """
 
     name: str
@@ -289,6 +292,7 @@ class ModelSpec:
     prefix_lm: bool = False
     syncs_image_grids: bool = False
     tokenizer: TokenizerFacts | None = None
+    vllm_lora: bool = False
     notes: str = ""
 
     @property
@@ -422,6 +426,7 @@ _GEMMA_SPECIALS = {"bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<un
 
 register_model(
     name="qwen2_5_vl",
+    vllm_lora=True,
     model_types=("qwen2_5_vl",),
     hub_id="Qwen/Qwen2.5-VL-7B-Instruct",
     display_name="Qwen2.5-VL",
@@ -435,6 +440,7 @@ register_model(
 )
 register_model(
     name="qwen2_vl",
+    vllm_lora=True,
     model_types=("qwen2_vl",),
     hub_id="Qwen/Qwen2-VL-7B-Instruct",
     display_name="Qwen2-VL",
@@ -448,6 +454,7 @@ register_model(
 )
 register_model(
     name="idefics3",
+    vllm_lora=True,
     model_types=("idefics3",),
     hub_id="HuggingFaceM4/Idefics3-8B-Llama3",
     display_name="Idefics3",
@@ -493,6 +500,7 @@ register_model(
 )
 register_model(
     name="llava_next",
+    vllm_lora=True,
     model_types=("llava_next",),
     hub_id="llava-hf/llava-v1.6-mistral-7b-hf",
     display_name="LLaVA-NeXT",
@@ -508,6 +516,7 @@ register_model(
 )
 register_model(
     name="llava",
+    vllm_lora=True,
     model_types=("llava",),
     hub_id="llava-hf/llava-1.5-7b-hf",
     display_name="LLaVA-1.5",
@@ -520,6 +529,7 @@ register_model(
 )
 register_model(
     name="gemma3",
+    vllm_lora=True,
     model_types=("gemma3",),
     hub_id="google/gemma-3-4b-it",
     display_name="Gemma 3",

@@ -4,6 +4,7 @@
     CO_API_KEY=… mirada judge calibrate --workspace ws --judge-prompt v1,v2 --budget-usd 450
     CO_API_KEY=… mirada judge --workspace ws --systems base,dpo-r16  # win rates on the test split
     mirada judge --workspace ws --systems dpo-r16 --mode rubric      # 1-5 per criterion, one system
+    mirada judge --workspace ws --systems base,dpo-r16 --card runs/dpo-r16   # + the run's Model Card
     mirada judge --workspace ws --systems base,dpo --backend openai --set openai.base_url=http://gpu:8000/v1
     python -m eval.judge --workspace ws --systems base,dpo-r16
 
@@ -13,7 +14,9 @@ records the best prompt as this workspace's calibrated judge; ``mirada judge`` t
 default. Judging reuses drafting's runner: cached verdicts are never paid twice (also after
 ``kill -9``), and ``--budget-usd`` caps the workspace's total spend, drafting's included.
 Results: ``exports/eval/<name>/judge.json`` (+ ``judge.md``, ``judge_win_rates.png``) and
-``exports/eval/judge-calibration/``.
+``exports/eval/judge-calibration/``. When ``mirada eval`` already wrote ``exports/eval/<name>/``, its
+report gets the judge's section (win rates beside the judge's agreement with the annotators), and
+so does the Model Card given with ``--card``; a later ``mirada eval`` keeps it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from data_tools.config import load_config
@@ -29,7 +33,7 @@ from data_tools.draft.runner import AuthError, DraftSummary
 from data_tools.review.agreement import agreement
 from data_tools.stage_args import UserError, add_common_args, add_config_args, run_stage
 from data_tools.workspace import Workspace
-from eval.judge import report, service
+from eval.judge import report, section, service
 from eval.judge.config import JudgeConfig
 from eval.judge.prompts import load_prompt
 from eval.judge.runner import JudgeJob, JudgeRunner
@@ -53,6 +57,10 @@ def build_parser(prog: str, calibrate: bool) -> argparse.ArgumentParser:
         parser.add_argument("--mode", choices=["pairwise", "rubric"], help="override the configured mode")
         parser.add_argument("--split", help="judge images of this prefs split (default: test)")
         parser.add_argument("--name", help="report folder exports/eval/<name> (default: the split)")
+        parser.add_argument(
+            "--card", type=Path, metavar="RUN_DIR",
+            help="a mirada train output folder whose Model Card (README.md) gets the judge's section",
+        )  # fmt: skip
     if calibrate:
         parser.add_argument("--limit", type=int, help="calibrate on the first N reviewed images only")
     parser.add_argument(
@@ -193,6 +201,10 @@ def judge_main(argv: Sequence[str] | None, prog: str) -> int:
         systems = [s.strip() for s in args.systems.split(",") if s.strip()]
         if not systems:
             raise UserError("--systems needs at least one system name")
+        if args.card is not None and not (args.card / "README.md").is_file():
+            raise UserError(
+                f"--card {args.card}: no README.md there (pass the output folder of mirada train)"
+            )
         with Workspace.open(args.workspace, create=False) as workspace:
             try:
                 runner = JudgeRunner(workspace, config)
@@ -226,7 +238,7 @@ def judge_main(argv: Sequence[str] | None, prog: str) -> int:
                 "judge": {"backend": config.backend, "model": config.model, "prompt_version": version,
                           "calibration": calibration["metrics"] if calibration else None, "trust": trust,
                           "below_human_ceiling": (calibration or {}).get("metrics", {}).get("below_human_ceiling")},
-                "images": where, "mode": config.mode, "systems": systems,
+                "images": where, "mode": config.mode, "systems": systems, "confidence": config.confidence,
             }  # fmt: skip
             if config.mode == "pairwise":
                 results = service.win_rate_results(workspace, plans, config.group_by, config.confidence)
@@ -246,6 +258,8 @@ def judge_main(argv: Sequence[str] | None, prog: str) -> int:
             (out / "judge.md").write_text(markdown, encoding="utf-8")
             print(markdown)
             print(f"written: exports/eval/{name}/judge.json (+ judge.md)")
+            for updated in section.refresh(workspace.exports_dir, name, card=args.card):
+                print(f"updated: {updated}")
         return 0
 
     return run_stage(body, parser, argv)

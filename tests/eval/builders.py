@@ -76,3 +76,20 @@ def predictions(copies: int = 3, systems: tuple[str, ...] = ("base", "aligned"))
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def train_card(folder) -> None:
+    """A card exactly as ``mirada train`` writes it, with a training-objective eval result."""
+    from vlm.train.card import CardFacts, write_card
+
+    facts = CardFacts(
+        model_name="tacos-dpo", repo_id=None, base_model="Qwen/Qwen2.5-VL-7B-Instruct", base_is_hub=True,
+        family="Qwen2.5-VL", grid_sync=False, method="dpo", dataset="tacos_image_dpo", dataset_link=None,
+        license="apache-2.0", base_license="apache-2.0", languages=["es", "pt"], rows={"train": 40, "test": 8},
+        dropped={}, max_tokens=None, image_tokens=256, countries={"MX": 20, "PE": 20}, language_counts={"es-MX": 40},
+        labels={}, hyperparameters={"learning_rate": 5e-6}, config={}, hardware="CPU", train_seconds=12.0,
+        sessions=1, global_step=10, epoch=1.0, train_loss=0.69, eval_metrics={"eval_loss": 0.61}, eval_split="test",
+        emissions=None, emissions_country="ESP", curves=None,
+    )  # fmt: skip
+    folder.mkdir()
+    write_card(facts, folder)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
@@ -150,31 +149,37 @@ def test_a_failure_while_writing_leaves_the_previous_report_untouched(eval_ws, p
     assert eval_ws.runs("eval")[-1]["status"] == "failed"
 
 
-class StoredWorkspace(Workspace):
-    """Test stand-in for the stored-generations API of the contract (``generations``/``systems``/
-    ``image_splits``), which the generate stage adds to Workspace; replace with the real table once merged."""
+def test_eval_reads_the_captions_mirada_generate_stored_on_the_split_prefs_recorded(
+    tmp_path, tiny_model, capsys
+):
+    """generate -> eval end to end through the workspace's real generations and split tables."""
+    from data_tools.workspace.generations import Generation
+    from vlm.generate.cli import main as generate
 
-    rows: ClassVar[list[dict]] = []
-    splits: ClassVar[dict[str, str]] = {}
-
-    def generations(self, systems: list[str] | None = None) -> list[dict]:
-        return [r for r in self.rows if systems is None or r["system"] in systems]
-
-    def image_splits(self, dataset_name: str | None = None) -> dict[str, str]:
-        return dict(self.splits)
-
-
-def test_stored_generations_and_prefs_splits_are_used_when_the_workspace_has_them(tmp_path):
-    build_workspace(tmp_path / "ws").close()
-    ws = StoredWorkspace.open(tmp_path / "ws")
-    ws.rows = [{**r, "language": None} for r in predictions()]
-    ws.splits = {image_id(n): ("test" if n < 8 else "train") for n in range(12)}
+    ws = build_workspace(tmp_path / "ws")
     try:
-        _, report = run_eval(ws, config(split="test"))
+        ws.record_splits("fotos", {image_id(n): ("test" if n < 8 else "train") for n in range(12)}, None)
+        status = generate(["-w", str(ws.root), "--model", str(tiny_model("qwen2_5_vl")), "--base-name", "base",
+                           "--set", "decoding.max_new_tokens=6", "--quiet"])  # fmt: skip
+        assert status == 0, capsys.readouterr().err
+        stored = {r["image_id"]: r["caption"].strip() for r in ws.generations(["base"])}
+        assert set(stored) == {image_id(n) for n in range(8)}  # the recorded test split, nothing else
+        aligned = [r for r in predictions() if r["system"] == "aligned"]
+        ws.add_generations(
+            [Generation(system="aligned", key=f"k{n}", image_id=r["image_id"], caption=r["caption"], model="m")
+             for n, r in enumerate(aligned)], None,
+        )  # fmt: skip
+        folder, report = run_eval(ws, config(split="test"))
     finally:
         ws.close()
     assert report["images"] == 8 and report["split"] == "test"
-    assert report["results"]["aligned"]["overall"]["metrics"]["chrf++"]["value"] > 50
+    assert set(report["systems"]) == {"base", "aligned"} and report["base_system"] == "base"
+    chrf = {s: report["results"][s]["overall"]["metrics"]["chrf++"]["value"] for s in ("base", "aligned")}
+    assert chrf["aligned"] > 50 > chrf["base"]  # random tiny-model text vs the human-like captions
+    rows = [
+        json.loads(line) for line in (folder / "per_image.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    assert {r["image_id"]: r["caption"] for r in rows if r["system"] == "base"} == stored
 
 
 def test_the_number_of_worker_processes_does_not_change_the_report(eval_ws, predictions_file):

@@ -130,10 +130,6 @@ class HFBackend:
 
 # -- vllm --------------------------------------------------------------------------------------------
 
-# Families whose vLLM model class serves LoRA adapters (checked against vLLM 0.33's docs for Qwen;
-# Mirada's adapters touch the language model only, which is what vLLM applies).
-VLLM_LORA_FAMILIES = frozenset({"qwen2_5_vl", "qwen2_vl", "idefics3", "llava", "llava_next", "gemma3"})
-
 
 class VLLMBackend:
     """Offline ``vllm.LLM`` with one ``LoRARequest`` per adapter; prompts rendered by the HF processor."""
@@ -158,7 +154,7 @@ class VLLMBackend:
         model_type = _model_type(model)
         self.spec = get_spec(model_type) if model_type else None
         adapters = [s for s in systems if s.adapter is not None]
-        if self.spec is not None and adapters and self.spec.name not in VLLM_LORA_FAMILIES:
+        if self.spec is not None and adapters and not self.spec.vllm_lora:
             raise BackendUnavailable(
                 f"{self.spec.display_name} adapters cannot be served by vLLM's LoRA support; use --backend hf"
             )

@@ -28,7 +28,8 @@ def build(root: Path, folder: Path) -> dict:
         country, language, category = COUNTRIES[i % len(COUNTRIES)]
         draw_image(1000 + i, (96, 72)).save(folder / f"img{i:03d}.png")
         rows.append({"file_name": f"img{i:03d}.png", "country": country, "language": language, "category": category,
-                     "cultural_context": f"nota {i}", "license": "CC0-1.0", "author": "tests"})  # fmt: skip
+                     "cultural_context": f"nota {i}", "license": "CC0-1.0", "author": "tests",
+                     "reference_captions": [f"Alineado {i}: una foto de {country}."]})  # fmt: skip
     (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     rng = random.Random(7)
     truth: dict = {"better": {}, "aligned_better": {}}

@@ -166,3 +166,86 @@ def test_inputs_the_judge_cannot_use_are_one_line_errors(judge_server, tmp_path,
     code, err = run("-w", str(tmp_path / "missing"), "--systems", "base,aligned")
     assert code == 2
     assert server.count() == 0
+
+
+def test_eval_report_and_model_card_carry_the_judge_whichever_stage_runs_last(judge_server, tmp_path):
+    """eval before the judge shows the calibration; judge --card then adds win rates beside the agreement;
+    a later eval keeps them. Every figure is checked against the judge's own JSON."""
+    from eval.card import END as EVAL_END
+    from eval.cli import run_eval
+    from eval.config import EvalConfig
+    from eval.judge.section import START
+    from tests.eval.builders import train_card
+
+    ws, _, env = judge_server
+    run_dir = tmp_path / "run"
+    train_card(run_dir)
+    settings = EvalConfig.model_validate(
+        {"bootstrap": {"resamples": 50}, "charts": False, "min_group_size": 3}
+    )
+    calibrated = mirada(
+        "judge", "calibrate", "-w", str(ws.root), "--judge-prompt", "v1", "--limit", "8", *FAST, env=env
+    )
+    assert calibrated.returncode == 0, calibrated.stderr
+    calibration = json.loads((ws.root / "exports/eval/judge-calibration/calibration.json").read_text())
+
+    folder, report = run_eval(ws, settings, card=run_dir, card_system="aligned")
+    assert report["judge"] == {"results": None, "calibration": calibration}
+    markdown = (folder / "report.md").read_text()
+    v1 = calibration["prompts"]["v1"]
+    acc = v1["metrics"]["accuracy_with_ties"]
+    assert (
+        f"| v1 | {v1['judged_pairs']}/{v1['pairs']} | {acc['value']:.0%} [{acc['ci'][0]:.0%}, {acc['ci'][1]:.0%}]"
+        in markdown
+    )
+    assert (
+        "chosen; below human ceiling |" in markdown and "(../judge-calibration/calibration.png)" in markdown
+    )
+    assert (
+        START not in (run_dir / "README.md").read_text()
+    )  # no win rates yet: the card says nothing of a judge
+
+    judged = mirada(
+        "judge", "-w", str(ws.root), "--systems", "base,aligned", "--card", str(run_dir), *FAST, env=env
+    )
+    assert judge_ok(judged) and "updated: exports/eval/test/report.md" in judged.stdout
+    results = json.loads((folder / "judge.json").read_text())
+    assert json.loads((folder / "report.json").read_text())["judge"] == {
+        "results": results,
+        "calibration": calibration,
+    }
+    overall = results["win_rates"]["aligned vs base"]["overall"]
+    m = results["judge"]["calibration"]["metrics"]
+    row = (f"| aligned vs base | {overall['n']} | {overall['win_rate']:.0%} [{overall['win_rate_ci'][0]:.0%}, "
+           f"{overall['win_rate_ci'][1]:.0%}] |")  # fmt: skip
+    agreement = (f"| {m['accuracy_with_ties']['value']:.0%} | {m['judge_alpha']['value']:.2f} | "
+                 f"{m['human_alpha']['value']:.2f} | below human ceiling |")  # fmt: skip
+    markdown = (folder / "report.md").read_text()
+    line = next(x for x in markdown.splitlines() if x.startswith(row))
+    assert line.endswith(agreement)  # the judge's agreement with humans next to its win rate, and its label
+    assert "**Below the human ceiling**" in markdown and markdown.count(START) == 1
+    assert markdown.index(START) < markdown.index("## Caveats") and "by country" in markdown
+    card = (run_dir / "README.md").read_text()
+    assert card.count(START) == 1 and card.index(EVAL_END) < card.index(START)
+    assert next(x for x in card.splitlines() if x.startswith(row)).endswith(agreement)
+    assert "by country" not in card and str(tmp_path) not in card
+
+    settings.bootstrap.seed = 1  # eval again: the judge's files and sections survive the rewrite
+    folder, report = run_eval(ws, settings, card=run_dir, card_system="aligned")
+    assert report["judge"]["results"] == results
+    assert all((folder / f).is_file() for f in ("judge.json", "judge.md", "judge_win_rates.png"))
+    again = (run_dir / "README.md").read_text()
+    assert again.count(START) == 1 and row in again and row in (folder / "report.md").read_text()
+
+
+def judge_ok(result: subprocess.CompletedProcess) -> bool:
+    assert result.returncode == 0, result.stderr
+    return True
+
+
+def test_judge_card_without_a_readme_is_refused_before_any_call(judge_server, tmp_path):
+    ws, server, env = judge_server
+    result = mirada(
+        "judge", "-w", str(ws.root), "--systems", "base,aligned", "--card", str(tmp_path), env=env
+    )
+    assert result.returncode == 2 and "no README.md there" in result.stderr and server.count() == 0

@@ -117,10 +117,11 @@ def test_invalid_json_is_reasked_billed_and_then_reported(reviewed):
         jobs = [j for p in plans.values() for j in service.jobs_of(p)]
         server.inject("invalid_caption", times=3, message="The first caption is better, clearly.")
         summary = run_jobs(ws, runner, jobs, server)
-        assert summary.calls["invalid_output"] == 3 and server.count() == len(jobs) + 3
-        assert (
-            summary.done >= len(jobs) - 3
-        )  # each bad answer was asked again (one job may run out of re-asks)
+        # each bad answer is asked again, once: a job that draws two bad answers in a row fails after
+        # its one re-ask, so it costs 2 calls, not 3 (which job draws which answer depends on timing)
+        out_of_reasks = len(jobs) - summary.done
+        assert summary.calls["invalid_output"] == 3 and 0 <= out_of_reasks <= 1
+        assert server.count() == len(jobs) + 3 - out_of_reasks
         ledger = ws.ledger_summary()
         assert (
             sum(r["calls"] for r in ledger if r["status"] == "invalid_output") == 3

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from data_tools.cards import md_text, scrub_local_paths
 from eval.inputs import EvalError
 
 START, END = "<!-- mirada-eval:start -->", "<!-- mirada-eval:end -->"
@@ -59,7 +60,7 @@ def eval_section(report: dict[str, Any], system: str) -> str:
         f"followed by {conf}% bootstrap intervals that resample images ({report['settings']['bootstrap']['resamples']} "
         f"resamples, seed {report['seed']}).",
         "",
-        "| metric | " + " | ".join(report["systems"]) + " |",
+        "| metric | " + " | ".join(md_text(s) for s in report["systems"]) + " |",
         "|---|" + "---:|" * len(report["systems"]),
     ]
     for n in names:
@@ -152,6 +153,7 @@ def update_model_card(run_dir: Path, report: dict[str, Any], system: str) -> Pat
     card.text = _insert_section(card.text, eval_section(report, system))
     if (report.get("judge") or {}).get("results"):
         card.text = _with_judge(card.text, report["judge"])
+    card.text = scrub_local_paths(card.text)  # the card kit's last pass: no local path reaches a card
     card.save(path)
     return path
 

@@ -8,6 +8,7 @@ the report does not have. Legends sit outside the axes so they never cover bars.
 from __future__ import annotations
 
 import textwrap
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,7 @@ def examples_chart(
         else:
             ax_img.text(0.5, 0.5, "(image not in workspace)", ha="center", va="center", fontsize=8)
         ax_text.axis("off")
-        wrap = lambda s: "\n".join(textwrap.wrap(s or "(empty)", 95)[:3])  # noqa: E731
+        wrap = lambda s: "\n".join(textwrap.wrap(_printable(s) or "(empty)", 95)[:3])  # noqa: E731
         text = (
             f"{'WIN' if kind == 'win' else 'LOSS'}  {label} {other['scores'][metric]:.1f} vs {base['scores'][metric]:.1f} "
             f"({diff:+.1f})   {image.country or '?'} · {image.language or '?'} · {image.category or '?'}\n"
@@ -259,3 +260,11 @@ def write_charts(
         examples_chart(report, per_image, inputs, folder / "wins_losses.png", config, images_dir),
     ]
     return [name for name in written if name]
+
+
+def _printable(text: str | None) -> str:
+    """Captions as a font can draw them: control characters and U+FFFD (a random model's bytes) become "·"."""
+    return "".join(
+        "·" if ch == "\ufffd" or (unicodedata.category(ch).startswith("C") and ch not in "\n\t") else ch
+        for ch in text or ""
+    )

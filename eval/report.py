@@ -439,14 +439,16 @@ def _cell(entry: dict[str, Any]) -> str:
 
 def metric_table(report: dict[str, Any], system: str, kind: str, metrics: Sequence[str]) -> str:
     """Markdown table of one system's ``kind`` groups (rows) x metrics (columns), small groups marked."""
+    from data_tools.cards import md_table, md_text
+
     labels = [METRICS[m].label for m in metrics]
-    lines = ["| group | images | " + " | ".join(labels) + " |", "|---|---:|" + "---:|" * len(metrics)]
-    entries = report["results"][system][kind]
-    for value, entry in entries.items():
-        flag = " ⚠ small" if entry["small"] else ""
-        cells = " | ".join(_cell(entry["metrics"][m]) for m in metrics)
-        lines.append(f"| {value}{flag} | {entry['n_images']} | {cells} |")
-    return "\n".join(lines)
+    rows = [
+        # group values are what people typed (countries, varieties, categories): shown as text, never markup
+        [md_text(value) + (" ⚠ small" if entry["small"] else ""), entry["n_images"]]
+        + [_cell(entry["metrics"][m]) for m in metrics]
+        for value, entry in report["results"][system][kind].items()
+    ]
+    return md_table(["group", "images", *labels], rows, right=range(1, len(metrics) + 2))
 
 
 def render_markdown(report: dict[str, Any], charts: Sequence[str]) -> str:

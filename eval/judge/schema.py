@@ -8,12 +8,11 @@ and bills every attempt, exactly as for a draft.
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from data_tools.draft.parsing import _FENCE, InvalidOutput, _first_object
+from data_tools.draft.parsing import InvalidOutput, json_object
 
 Choice = Literal["A", "B", "tie"]
 
@@ -71,16 +70,7 @@ def parse_verdict(
     """
     if not text or not text.strip():
         raise InvalidOutput("empty answer")
-    fenced = _FENCE.search(text)
-    candidate = _first_object(fenced.group(1) if fenced else text)
-    if candidate is None:
-        raise InvalidOutput(f"no JSON object in the answer: {text[:80]!r}")
-    try:
-        data = json.loads(candidate)
-    except json.JSONDecodeError as exc:
-        raise InvalidOutput(f"malformed JSON ({exc.msg}) in {candidate[:80]!r}") from None
-    if not isinstance(data, dict):
-        raise InvalidOutput("the JSON is not an object")
+    data = json_object(text)
     model = PairwiseVerdict if mode == "pairwise" else RubricVerdict
     try:
         verdict = model.model_validate(data)

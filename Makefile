@@ -43,6 +43,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_collect.py
 	$(BIN)/python tests/benchmarks/bench_draft.py
+	$(BIN)/python tests/benchmarks/bench_judge.py
+	$(BIN)/python tests/benchmarks/bench_eval.py
+	$(BIN)/python tests/benchmarks/bench_generate.py  # on a GPU machine: add --real-arch
 	$(BIN)/python tests/benchmarks/bench_train.py --tiny  # on a GPU machine: drop --tiny
 
 # A real argilla-server on 127.0.0.1:6900 (own venv in .cache/, built once) to try the review UI by hand.

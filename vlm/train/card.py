@@ -543,8 +543,9 @@ def _body(facts: CardFacts) -> str:
             f"## Evaluation\n\nOn the `{facts.eval_split}` split ({facts.rows.get('test', 0)} rows) at step "
             f"{facts.global_step}:\n\n"
             + _table(shown, ("metric", "value"))
-            + "\n\nThese are training-objective metrics; caption quality (BLEU/chrF/CIDEr against reference "
-            "captions, an LLM judge, per-country breakdowns) is measured by Mirada's eval stage."
+            + "\n\nThese are training-objective metrics, not caption quality. `mirada eval` (reference and "
+            "cultural metrics per country) and `mirada judge` (win rates from a judge calibrated against the "
+            "annotators) add their own sections to this card when they are run with `--card`."
         )
     else:
         parts.append("## Evaluation\n\nNo evaluation split was used in this run (eval_strategy=no).")

@@ -153,9 +153,49 @@ def update_model_card(run_dir: Path, report: dict[str, Any], system: str) -> Pat
     card.text = _insert_section(card.text, eval_section(report, system))
     if (report.get("judge") or {}).get("results"):
         card.text = _with_judge(card.text, report["judge"])
+        _set_judge_results(data, report["judge"])
     card.text = scrub_local_paths(card.text)  # the card kit's last pass: no local path reaches a card
     card.save(path)
     return path
+
+
+JUDGE_PREFIX = "mirada-judge"
+
+
+def _judge_results(entry: dict[str, Any], dataset: str | None) -> list[Any]:
+    """``model-index`` entries for the judge's overall win rates (ties split evenly), from judge.json only.
+
+    The metric name carries the judge's trust label, so the Hub's leaderboard view never shows a
+    win rate without saying whether the judge was calibrated against the annotators.
+    """
+    from huggingface_hub import EvalResult
+
+    results = entry.get("results") or {}
+    trust = (results.get("judge") or {}).get("trust") or "not calibrated"
+    entries = []
+    for name, rates in (results.get("win_rates") or {}).items():
+        score = (rates.get("overall") or {}).get("score")
+        if score is None:
+            continue
+        entries.append(
+            EvalResult(
+                task_type="image-text-to-text",
+                task_name="Culturally grounded image description",
+                dataset_type=dataset or "mirada-eval",
+                dataset_name=f"Mirada judge ({results.get('images', 'images')})",
+                metric_type="judge_win_rate",
+                metric_name=f"judge win rate, {name} (ties count half; judge: {trust})",
+                metric_value=round(float(score), 6),
+                metric_config=f"{JUDGE_PREFIX}:{name}",
+            )
+        )
+    return entries
+
+
+def _set_judge_results(data: Any, entry: dict[str, Any]) -> None:
+    kept = [r for r in (data.eval_results or []) if not (r.metric_config or "").startswith(JUDGE_PREFIX)]
+    dataset = (data.datasets or [None])[0] if getattr(data, "datasets", None) else None
+    data.eval_results = kept + _judge_results(entry, dataset)
 
 
 def _with_judge(text: str, entry: dict[str, Any]) -> str:
@@ -174,6 +214,9 @@ def update_judge_section(run_dir: Path, entry: dict[str, Any]) -> Path:
 
     path = Path(run_dir) / "README.md"
     card = ModelCard.load(path)
-    card.text = _with_judge(card.text, entry)
+    card.text = scrub_local_paths(_with_judge(card.text, entry))
+    _set_judge_results(card.data, entry)
+    if card.data.eval_results and not card.data.model_name:  # model-index entries need a model name
+        card.data.model_name = Path(run_dir).name
     card.save(path)
     return path

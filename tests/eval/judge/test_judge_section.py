@@ -54,6 +54,12 @@ def test_an_uncalibrated_judge_is_labelled_and_a_local_model_path_stays_out_of_t
         assert "90% Wilson intervals" in text and "`my-judge`" in text and str(tmp_path) not in text
     assert "| PE | 6 |" in markdown and "| PE | 6 |" not in card  # groups in the report only
     assert card.count(START) == 1
+    # the win rate is in the model-index too, from judge.json, with the judge's trust in its name
+    from huggingface_hub import ModelCard
+
+    (judged,) = [r for r in ModelCard.load(run_dir / "README.md").data.eval_results
+                 if r.metric_type == "judge_win_rate"]  # fmt: skip
+    assert judged.metric_value == pytest.approx(overall["score"]) and "not calibrated" in judged.metric_name
 
 
 def test_an_unreadable_judge_file_is_one_clear_error_and_the_old_report_stays(eval_ws, predictions_file):

@@ -46,12 +46,13 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = "bench-key"
 
 
-def make_workspace(folder: Path, count: int) -> Path:
+def make_workspace(folder: Path, count: int, seed: int = 10_000) -> Path:
+    """``count`` collected generated pictures (``seed`` onwards) in ``folder/base_ws``; the judge's bench reuses it."""
     images = folder / "images_src"
     images.mkdir(parents=True)
     with (images / "metadata.jsonl").open("w") as handle:
         for i in range(count):
-            random_picture(10_000 + i, (160, 120)).save(images / f"{i:04d}.png")
+            random_picture(seed + i, (160, 120)).save(images / f"{i:04d}.png")
             handle.write(
                 f'{{"file_name": "{i:04d}.png", "country": "MX", "language": "es-MX", "category": "food"}}\n'
             )
@@ -61,9 +62,11 @@ def make_workspace(folder: Path, count: int) -> Path:
     return ws_path
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
+def start_server(latency: float, *extra: str) -> tuple[subprocess.Popen, str]:
+    """The local Cohere-compatible server in its own process (``extra``: more of its options); returns its URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.cohere_server", "--port", "0", "--latency", str(latency), "--api-key", KEY],
+        [sys.executable, "-m", "tests.fakes.cohere_server", "--port", "0", "--latency", str(latency), "--api-key", KEY,
+         *extra],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     url = process.stdout.readline().strip()  # type: ignore[union-attr]

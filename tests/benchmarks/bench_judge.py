@@ -29,36 +29,28 @@ from pathlib import Path
 
 import cohere
 
-from data_tools.collect import CollectConfig, Collector
 from data_tools.config import load_config
 from data_tools.draft.backends import CohereBackend
 from data_tools.draft.config import DraftConfig
 from data_tools.draft.runner import DraftRunner
 from data_tools.logs import setup_logging
-from data_tools.sample import random_picture
 from data_tools.workspace import Generation, Workspace
 from eval.judge import service
 from eval.judge.config import JudgeConfig
 from eval.judge.prompts import load_prompt
 from eval.judge.runner import JudgeRunner
 
+sys.path.insert(0, str(Path(__file__).parent))  # run as a script: its sibling benchmark is importable
+import bench_draft
+
 ROOT = Path(__file__).resolve().parents[2]
-KEY = "bench-key"
+KEY = bench_draft.KEY
 
 
 def make_workspace(folder: Path, count: int) -> Path:
-    """``count`` collected images, each with a "base" and an "aligned" caption."""
-    images = folder / "images_src"
-    images.mkdir(parents=True)
-    with (images / "metadata.jsonl").open("w") as handle:
-        for i in range(count):
-            random_picture(20_000 + i, (160, 120)).save(images / f"{i:04d}.png")
-            handle.write(
-                f'{{"file_name": "{i:04d}.png", "country": "MX", "language": "es-MX", "category": "food"}}\n'
-            )
-    ws_path = folder / "base_ws"
+    """``count`` collected images (the draft benchmark's set-up), each with a "base" and an "aligned" caption."""
+    ws_path = bench_draft.make_workspace(folder, count, seed=20_000)
     with Workspace.open(ws_path) as ws:
-        Collector(ws, CollectConfig(workers=2, neardup={"enabled": False})).run([str(images)])
         rows = []
         for n, image in enumerate(ws.images(status=None)):
             rows += [Generation("base", f"b{n}", image.id, f"Una foto {n}.", "m"),
@@ -68,13 +60,7 @@ def make_workspace(folder: Path, count: int) -> Path:
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.cohere_server", "--port", "0", "--latency", str(latency),
-         "--api-key", KEY, "--responder", "tests.eval.judge.scripted:first_wins"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    url = process.stdout.readline().strip()  # type: ignore[union-attr]
-    return process, url
+    return bench_draft.start_server(latency, "--responder", "tests.eval.judge.scripted:first_wins")
 
 
 def run_once(base: Path, url: str, images: int, concurrency: int) -> tuple[float, int]:

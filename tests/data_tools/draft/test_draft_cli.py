@@ -8,9 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import pytest
 from data_tools.draft.backends import LocalBackend
 from tests.data_tools.draft.draft_helpers import API_KEY, FAST, draft_key
 from tests.fakes.cohere_server import FakeCohereServer
+from tests.fakes.openai_server import OpenAIServer
 
 ROOT = Path(__file__).resolve().parents[3]
 CANDIDATES = 44
@@ -120,54 +119,16 @@ def test_sigkill_mid_run_then_resume_never_repeats_a_recorded_call(collected, tm
         assert len(recorded_keys) == len(done_before)
 
 
-class OpenAIServer:
-    """A minimal OpenAI-compatible /v1/chat/completions endpoint with usage, for the openai backend."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.bodies.append(body)
-                content = body["messages"][1]["content"]
-                assert content[1]["image_url"]["url"].startswith("data:image/")
-                if len(owner.bodies) == 1:  # first call: rate limited
-                    payload, status = {"error": {"message": "slow down"}}, 429
-                else:
-                    caption = {
-                        "caption": "Una foto de prueba.",
-                        "cultural_terms": [],
-                        "language": "es",
-                        "confidence": 0.5,
-                    }
-                    payload = {"choices": [{"message": {"role": "assistant", "content": json.dumps(caption)}}],
-                               "usage": {"prompt_tokens": 300, "completion_tokens": 20}}  # fmt: skip
-                    status = 200
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if status == 429:
-                    self.send_header("Retry-After", "0.1")
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def caption_answer(body: dict) -> str:
+    """A valid draft caption; the request carries the image after the system turn."""
+    assert body["messages"][1]["content"][1]["image_url"]["url"].startswith("data:image/")
+    return json.dumps(
+        {"caption": "Una foto de prueba.", "cultural_terms": [], "language": "es", "confidence": 0.5}
+    )
 
 
 def test_openai_compatible_backend(collected):
-    server = OpenAIServer()
+    server = OpenAIServer(caption_answer, usage=(300, 20), retry_after="0.1")
     try:
         result = mirada("draft", "-w", str(collected.root), "--backend", "openai", "--limit", "1", *fast_args(),
                         "--set", f"openai.base_url={server.url}", "--model", "my-vlm")  # fmt: skip

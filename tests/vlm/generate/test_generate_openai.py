@@ -6,57 +6,20 @@ name. The request must carry the training prompt as the only (user) turn, with t
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
+from tests.fakes.openai_server import OpenAIServer
 from vlm.generate.cli import main
 
 
-class LoraServer:
-    """``/v1/chat/completions`` that answers "<model>: <prompt>"; the first call gets a 429."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.bodies.append(body)
-                if len(owner.bodies) == 1:
-                    status, payload = 429, {"error": {"message": "slow down"}}
-                else:
-                    text = body["messages"][-1]["content"][0]["text"]
-                    status = 200
-                    payload = {"choices": [{"message": {"role": "assistant", "content": f"{body['model']}: {text}"}}],
-                               "usage": {"prompt_tokens": 100, "completion_tokens": 7}}  # fmt: skip
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if status == 429:
-                    self.send_header("Retry-After", "0.05")
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def lora_answer(body: dict) -> str:
+    """Like vLLM: "<model>: <prompt>" under the requested name (the base, or a served LoRA name)."""
+    return f"{body['model']}: {body['messages'][-1]['content'][0]['text']}"
 
 
 @pytest.fixture
 def server():
-    fake = LoraServer()
+    fake = OpenAIServer(lora_answer)
     yield fake
     fake.close()
 
